@@ -1,0 +1,115 @@
+"""The per-kind processor contract: fit options on the training table, decode a column to fixed-size arrays.
+
+Every kind (image, depth, audio, text, tabular, timeseries) has one ``Processor`` registered under its kind name.
+A processor turns the column(s) of one ``ModalitySpec`` into a dict of numpy arrays whose first axis is the row,
+plus a ``present[N]`` bool array. Batches are then plain slices of these arrays (``data/dataset.py``), so decoding
+happens once per table, not once per epoch.
+
+Array keys per kind (the contract the matching encoders read):
+
+=============  ===========================================================================================
+image / depth  ``pixels`` float32 [N, C, H, W] (image: [0, 1]; depth: standardised with fitted mean/std)
+audio          ``wave`` float32 [N, T] at ``options['sample_rate']``; ``length`` int64 [N] (real samples)
+text           ``ids`` int64 [N, L] (0 = padding, 1 = unknown); ``length`` int64 [N]
+tabular        ``num`` float32 [N, Fn] (standardised, 0 where missing), ``num_mask`` bool [N, Fn];
+               ``cat`` int64 [N, Fc] (0 = missing/unseen), ``cat_mask`` bool [N, Fc]
+timeseries     ``series`` float32 [N, T, C] (standardised per channel); ``length`` int64 [N]
+=============  ===========================================================================================
+
+Rows whose modality is missing (``present=False``) hold zeros of the right shape.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...registry import Registry
+from ..schema import ModalitySpec
+
+
+@dataclass
+class DecodeReport:
+    """Counts of values treated as missing because they could not be decoded (``on_error='missing'``).
+
+    ``missing`` counts cells that were simply empty (None/NaN/''), which is normal and not an error.
+    """
+
+    errors: dict[str, int] = field(default_factory=dict)  # column -> count of undecodable values
+    examples: list[dict[str, Any]] = field(default_factory=list)  # first few: row, column, file, problem
+    missing: dict[str, int] = field(default_factory=dict)  # column -> count of empty cells
+    dropped_rows: dict[str, int] = field(default_factory=dict)  # reason -> count (e.g. missing label)
+    max_examples: int = 20
+
+    def add_error(self, row: Any, column: str, problem: str, file: str | None = None) -> None:
+        self.errors[column] = self.errors.get(column, 0) + 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append({"row": _jsonable(row), "column": column, "file": file, "problem": problem})
+
+    def add_missing(self, column: str, n: int = 1) -> None:
+        if n:
+            self.missing[column] = self.missing.get(column, 0) + n
+
+    @property
+    def n_errors(self) -> int:
+        return sum(self.errors.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "errors": dict(self.errors),
+            "examples": list(self.examples),
+            "missing": dict(self.missing),
+            "dropped_rows": dict(self.dropped_rows),
+        }
+
+    def summary(self) -> str:
+        parts = []
+        if self.errors:
+            parts.append(
+                "undecodable values treated as missing: "
+                + ", ".join(f"{c}={n}" for c, n in self.errors.items())
+            )
+        if self.dropped_rows:
+            parts.append("rows dropped: " + ", ".join(f"{r}={n}" for r, n in self.dropped_rows.items()))
+        return "; ".join(parts) if parts else "no decode errors"
+
+
+def _jsonable(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+@dataclass
+class DecodeContext:
+    """Where relative file paths resolve from, and what to do with undecodable values."""
+
+    base_dir: Path = Path(".")
+    on_error: str = "raise"  # "raise" | "missing"
+    report: DecodeReport = field(default_factory=DecodeReport)
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("raise", "missing"):
+            raise ValueError(f"on_error must be 'raise' or 'missing', got {self.on_error!r}")
+        self.base_dir = Path(self.base_dir)
+
+
+class Processor(ABC):
+    kind: str
+
+    @abstractmethod
+    def fit(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> None:
+        """Fill ``spec.options`` with defaults and statistics learned from the training table.
+
+        Options the user already set are kept. Must be JSON-serialisable.
+        """
+
+    @abstractmethod
+    def decode(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Decode the spec's column(s) of every row: (arrays keyed as in the module docstring, present[N])."""
+
+
+PROCESSORS: Registry[Processor] = Registry("modality kind")
