@@ -152,8 +152,12 @@ def infer_kind(column: str, series: pd.Series) -> str | None:
                 "(WAV/FLAC/OGG/MP3); pass kinds={column!r: '<kind>'} or drop the column"
             )
         return "depth" if kind == "image" and DEPTH_HINT.search(column) else kind
+    if isinstance(v, Mapping) and "array" in v and "sampling_rate" in v:
+        return "audio"  # the Hugging Face datasets convention: {"array": wave, "sampling_rate": sr}
     if isinstance(v, (list, tuple, np.ndarray)):
-        arr = np.asarray(v, dtype=object)
+        arr = np.asarray(v)
+        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4) and arr.shape[0] > 4 and arr.shape[1] > 4:
+            return "image"  # H x W x C pixel array
         return "depth" if arr.ndim == 2 and DEPTH_HINT.search(column) else "timeseries"
     if isinstance(v, str):
         low = [s.lower() for s in vals if isinstance(s, str)]
