@@ -57,6 +57,7 @@ class Schema:
     label: str | None = None
     task: str = "classify"
     classes: list[Any] | None = None  # label vocabulary (classification), filled at fit time
+    target_stats: dict[str, float] | None = None  # regression: mean/std used to standardise the target
 
     def __iter__(self):
         return iter(self.modalities.values())
@@ -74,12 +75,19 @@ class Schema:
             "label": self.label,
             "task": self.task,
             "classes": self.classes,
+            "target_stats": self.target_stats,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Schema":
         mods = {m["name"]: ModalitySpec(**m) for m in d["modalities"]}
-        return cls(mods, label=d.get("label"), task=d.get("task", "classify"), classes=d.get("classes"))
+        return cls(
+            mods,
+            label=d.get("label"),
+            task=d.get("task", "classify"),
+            classes=d.get("classes"),
+            target_stats=d.get("target_stats"),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=_json_default)

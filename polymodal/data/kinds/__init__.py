@@ -1,0 +1,13 @@
+"""Per-kind processors: importing this package registers every kind in ``PROCESSORS``."""
+
+from __future__ import annotations
+
+from . import audio, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
+from .base import PROCESSORS, DecodeContext, DecodeReport, Processor
+
+__all__ = ["PROCESSORS", "DecodeContext", "DecodeReport", "Processor", "get_processor"]
+
+
+def get_processor(kind: str) -> Processor:
+    """A fresh processor for a kind name (``image``, ``depth``, ``audio``, ``text``, ``tabular``, ``timeseries``)."""
+    return PROCESSORS.build(kind)

@@ -1,0 +1,6 @@
+"""Built-in encoders; importing this package registers them all in ``ENCODERS``."""
+
+from . import audio, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
+from .base import DEFAULT_ENCODER, ENCODERS, Encoder
+
+__all__ = ["DEFAULT_ENCODER", "ENCODERS", "Encoder"]

@@ -1,0 +1,51 @@
+"""Early token fusion: every modality's tokens in one sequence, read out through a learned fusion token."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..blocks import TransformerBlock, check_heads
+from ..types import FusionOutput, Tokens
+from .base import FUSIONS, Fusion
+
+
+@FUSIONS.register("transformer")
+class TransformerFusion(Fusion):
+    """[fusion token, one "missing" token per modality, all modalities' tokens + modality-type embeddings] ->
+    transformer blocks -> LayerNorm(fusion token). Absent modalities' tokens are masked out and their "missing"
+    token is real instead, so the model knows what is absent without seeing placeholder values."""
+
+    def __init__(
+        self, names: list[str], dim: int, *, layers: int = 2, heads: int = 4, dropout: float = 0.1, mlp_ratio: float = 2.0
+    ) -> None:
+        super().__init__(names, dim)
+        check_heads(dim, heads)
+        m = len(self.names)
+        self.fusion_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.missing_tokens = nn.Parameter(torch.randn(1, m, dim) * 0.02)
+        self.type_embed = nn.Parameter(torch.randn(m, dim) * 0.02)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.unimodal = nn.ModuleDict({name: nn.Linear(dim, dim) for name in self.names})
+
+    def forward(self, tokens: dict[str, Tokens]) -> FusionOutput:
+        ts = [tokens[m] for m in self.names]
+        b = ts[0].x.shape[0]
+        device = ts[0].x.device
+        present = torch.stack([t.present for t in ts], dim=1)  # [B, M]
+        seq = [self.fusion_token.expand(b, -1, -1), self.missing_tokens.expand(b, -1, -1)]
+        mask = [torch.ones(b, 1, dtype=torch.bool, device=device), ~present]
+        for i, t in enumerate(ts):
+            valid = t.valid  # real tokens of present samples only
+            # Zero what is masked so no placeholder value (even a non-finite one) enters the arithmetic.
+            seq.append(torch.where(valid[..., None], t.x, torch.zeros_like(t.x)) + self.type_embed[i])
+            mask.append(valid)
+        x = torch.cat(seq, dim=1)
+        mask = torch.cat(mask, dim=1)
+        for block in self.blocks:
+            x = block(x, mask)
+        pooled = self.norm(x[:, 0])
+        per_modality = {m: self.unimodal[m](t.pooled()) for m, t in zip(self.names, ts)}
+        fused = Tokens(x, mask, torch.ones(b, dtype=torch.bool, device=device))
+        return FusionOutput(pooled=pooled, per_modality=per_modality, tokens=fused)

@@ -1,0 +1,81 @@
+"""``MultimodalNet``: encoders -> fusion -> head, assembled from a ``Schema`` and a ``ModelConfig``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from . import encoders as _encoders  # noqa: F401  (registers the built-in encoders)
+from . import fusion as _fusion  # noqa: F401  (registers the built-in fusions)
+from .config import ModelConfig
+from .data.schema import Schema
+from .encoders.base import DEFAULT_ENCODER, ENCODERS
+from .fusion.base import FUSIONS
+from .heads import HEADS
+from .types import Batch, FusionOutput, Tokens
+
+
+@dataclass
+class NetOutput:
+    logits: Tensor  # [B, n_out]
+    aux_logits: dict[str, Tensor]  # modality -> [B, n_out], from that modality's own vector
+    fusion: FusionOutput
+    present: dict[str, Tensor]  # the presence the fusion saw (after modality dropout)
+
+
+def output_size(schema: Schema) -> int:
+    if schema.task == "regress":
+        return 1
+    if not schema.classes:
+        raise ValueError("a classification schema needs its label vocabulary (schema.classes) before building a net")
+    return len(schema.classes)
+
+
+class MultimodalNet(nn.Module):
+    def __init__(self, schema: Schema, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.schema, self.cfg = schema, cfg
+        self.names = schema.names
+        unknown = set(cfg.encoders) - set(self.names)
+        if unknown:
+            raise ValueError(f"encoders given for unknown modalities {sorted(unknown)}; modalities: {self.names}")
+        self.encoders = nn.ModuleDict(
+            {
+                s.name: ENCODERS.build(
+                    cfg.encoders.get(s.name, DEFAULT_ENCODER[s.kind]), s, cfg.dim, **cfg.encoder_options.get(s.name, {})
+                )
+                for s in schema
+            }
+        )
+        self.fusion = FUSIONS.build(cfg.fusion, self.names, cfg.dim, **cfg.fusion_options)
+        n_out = output_size(schema)
+        self.head = HEADS.build(schema.task, cfg.dim, n_out, dropout=cfg.head_dropout)
+        self.aux_heads = nn.ModuleDict({m: nn.Linear(cfg.dim, n_out) for m in self.names})
+
+    def encode(self, batch: Batch) -> dict[str, Tokens]:
+        return {m: self.encoders[m](batch.inputs[m], batch.present[m]) for m in self.names}
+
+    def forward(self, batch: Batch, modality_dropout: float = 0.0) -> NetOutput:
+        tokens = self.encode(batch)
+        present = {m: t.present for m, t in tokens.items()}
+        if modality_dropout > 0:
+            present = drop_modalities(present, modality_dropout)
+            tokens = {m: t.with_present(present[m]) for m, t in tokens.items()}
+        fused = self.fusion(tokens)
+        logits = self.head(fused.pooled)
+        aux = {m: self.aux_heads[m](v) for m, v in fused.per_modality.items()}
+        return NetOutput(logits=logits, aux_logits=aux, fusion=fused, present=present)
+
+
+def drop_modalities(present: dict[str, Tensor], p: float, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Hide each present modality of each sample with probability ``p``; a sample never loses all of them."""
+    names = list(present)
+    stacked = torch.stack([present[m] for m in names], 1)  # [B, M]
+    keep = torch.rand(stacked.shape, generator=generator, device=stacked.device) >= p
+    dropped = stacked & keep
+    emptied = ~dropped.any(1) & stacked.any(1)
+    dropped = torch.where(emptied[:, None], stacked, dropped)
+    return {m: dropped[:, i] for i, m in enumerate(names)}

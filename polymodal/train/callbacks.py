@@ -1,0 +1,42 @@
+"""Keep the best weights seen on validation (in memory, and as a safetensors checkpoint when a folder is given)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from safetensors.torch import save_file
+
+
+class BestWeights(L.Callback):
+    def __init__(self, monitor: str, mode: str, ckpt_dir: Path | None = None) -> None:
+        self.monitor, self.mode, self.ckpt_dir = monitor, mode, ckpt_dir
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics["epoch"] = trainer.current_epoch
+        metrics["elapsed_s"] = round(time.perf_counter() - self._t0, 3)
+        self.history.append(metrics)
+        value = metrics.get(self.monitor)
+        if value is None:
+            return
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
+            if self.ckpt_dir is not None:
+                self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+                save_file({k: v.contiguous() for k, v in self.state.items()}, str(self.ckpt_dir / "best.safetensors"))
+
+    def restore(self, net: torch.nn.Module) -> None:
+        if self.state is not None:
+            net.load_state_dict(self.state)

@@ -1,0 +1,92 @@
+"""Run training: Lightning Trainer on CPU (or whatever accelerator Lightning finds), early stopping, best weights."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
+
+from ..config import ModelConfig, TrainConfig
+from ..data.dataset import DecodedDataset, make_loader
+from ..model import MultimodalNet
+from .callbacks import BestWeights
+from .module import LitMultimodal
+
+
+def train_net(
+    net: MultimodalNet,
+    train_ds: DecodedDataset,
+    val_ds: DecodedDataset | None,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    ckpt_dir: Path | None = None,
+    callbacks: list[L.Callback] | None = None,
+) -> dict[str, Any]:
+    """Train ``net`` in place; returns the history and the best validation score.
+
+    Without a validation set, trains for ``epochs`` and keeps the last weights.
+    """
+    L.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    lit = LitMultimodal(net, model_cfg, train_cfg)
+    classify = net.schema.task == "classify"
+    monitor, mode = ("val_acc", "max") if classify else ("val_loss", "min")
+    best = BestWeights(monitor, mode, ckpt_dir)
+    callbacks = list(callbacks or [])
+    if val_ds is not None and len(val_ds):
+        callbacks += [best, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.patience)]
+    if train_cfg.progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(refresh_rate=5, leave=False))
+    trainer = L.Trainer(
+        max_epochs=train_cfg.epochs,
+        max_time=timedelta(minutes=train_cfg.max_minutes) if train_cfg.max_minutes else None,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=train_cfg.progress,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        callbacks=callbacks,
+    )
+    train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
+    val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
+    with _quiet_lightning():
+        trainer.fit(lit, train_loader, val_loader)
+    best.restore(net)
+    net.eval()
+    return {
+        "epochs_run": trainer.current_epoch,
+        "best_epoch": best.best_epoch,
+        f"best_{monitor}": best.best,
+        "history": best.history,
+    }
+
+
+class _quiet_lightning:
+    """Silence Lightning's banner lines and its advice about DataLoader workers (data is already in memory)."""
+
+    def __enter__(self):
+        self._loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.WARNING)
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*has `shuffle=True`.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        return self
+
+    def __exit__(self, *exc):
+        for lg, lvl in zip(self._loggers, self._levels):
+            lg.setLevel(lvl)
+        self._warn.__exit__(*exc)
+        return False

@@ -1,0 +1,81 @@
+"""The Lightning module: one training step = modality dropout + task loss + unimodal auxiliary losses."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import ModelConfig, TrainConfig
+from ..model import MultimodalNet, NetOutput
+from ..types import Batch
+
+
+def task_loss(logits: Tensor, target: Tensor, task: str) -> Tensor:
+    if task == "regress":
+        return F.mse_loss(logits.squeeze(-1), target.float())
+    return F.cross_entropy(logits, target)
+
+
+def training_loss(out: NetOutput, batch: Batch, task: str, aux_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Task loss on the fused output plus ``aux_weight`` x the mean unimodal loss over each modality's samples.
+
+    The auxiliary losses use the modality's true presence (not the dropped one): each encoder learns to be
+    predictive on its own, which counters modality competition in joint training.
+    """
+    parts = {"task": task_loss(out.logits, batch.target, task)}
+    loss = parts["task"]
+    if aux_weight > 0 and out.aux_logits:
+        aux_terms = []
+        for m, logits in out.aux_logits.items():
+            present = batch.present[m]
+            if present.any():
+                aux_terms.append(task_loss(logits[present], batch.target[present], task))
+        if aux_terms:
+            parts["aux"] = torch.stack(aux_terms).mean()
+            loss = loss + aux_weight * parts["aux"]
+    if out.fusion.aux_loss is not None:
+        parts["fusion_aux"] = out.fusion.aux_loss
+        loss = loss + out.fusion.aux_loss
+    return loss, parts
+
+
+class LitMultimodal(L.LightningModule):
+    def __init__(self, net: MultimodalNet, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+        super().__init__()
+        self.net, self.model_cfg, self.train_cfg = net, model_cfg, train_cfg
+        self.task = net.schema.task
+        self._val_sums: dict[str, float] = {}
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        out = self.net(batch, modality_dropout=self.model_cfg.modality_dropout)
+        loss, _ = training_loss(out, batch, self.task, self.model_cfg.aux_weight)
+        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        out = self.net(batch)
+        loss = task_loss(out.logits, batch.target, self.task)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        if self.task == "classify":
+            acc = (out.logits.argmax(-1) == batch.target).float().mean()
+            self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=len(batch))
+
+    def configure_optimizers(self):
+        opt, sched = build_optimizer(self.net, self.train_cfg, self.trainer.estimated_stepping_batches)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def build_optimizer(net: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+    """AdamW (no weight decay on biases, norms and embeddings) with a one-cycle learning-rate schedule."""
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "embed" in name or "token" in name else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, int(total_steps)), pct_start=0.1)
+    return opt, sched
