@@ -8,6 +8,7 @@ timings). Loading reads JSON and safetensors only: nothing is unpickled.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -52,20 +53,7 @@ class Model:
 
     # ----------------------------------------------------------------- data
     def _dataset(self, data: Any, on_error: str, with_labels: bool) -> tuple[pd.DataFrame, DecodedDataset, DecodeReport]:
-        frame, base_dir = read_table(data)
-        if len(frame) == 0:
-            raise SchemaError("the table is empty: nothing to predict or evaluate")
-        ctx = DecodeContext(base_dir=base_dir, on_error=on_error)
-        self.schema.check_columns(frame)
-        target = None
-        if with_labels:
-            label = self.schema.label
-            if label not in frame.columns:
-                raise SchemaError(f"label column {label!r} not found; the table has {list(frame.columns)}")
-            frame = drop_missing_labels(frame, label, ctx)
-            target = encode_labels(self.schema, frame[label])
-        decoded = decode_table(self.schema, frame, ctx, progress=self.train_cfg.progress)
-        return frame, DecodedDataset(decoded, target), ctx.report
+        return decode_for(self.schema, data, on_error=on_error, with_labels=with_labels, progress=self.train_cfg.progress)
 
     @torch.inference_mode()
     def _outputs(self, ds: DecodedDataset, keep: tuple[str, ...] | None = None, batch_size: int = 256) -> torch.Tensor:
@@ -176,18 +164,15 @@ def fit(
     )
 
     if validation is not None:
-        vframe, vbase = read_table(validation)
-        vctx = DecodeContext(base_dir=vbase, on_error=train_cfg.on_error, report=ctx.report)
-        schema.check_columns(vframe)
-        vframe = drop_missing_labels(vframe, label, vctx)
+        _, val_ds, vreport = decode_for(schema, validation, on_error=train_cfg.on_error, progress=train_cfg.progress)
         train_ds = ds
-        val_ds = DecodedDataset(decode_table(schema, vframe, vctx, progress=train_cfg.progress), encode_labels(schema, vframe[label]))
+        ctx.report.merge(vreport)
     else:
         tr_rows, va_rows = _split_rows(ds.target.numpy(), train_cfg.val_fraction, train_cfg.seed, schema.task)
         train_ds, val_ds = ds.subset(tr_rows), (ds.subset(va_rows) if len(va_rows) else None)
 
     if ctx.report.n_errors or ctx.report.dropped_rows:
-        print(f"polymodal: {ctx.report.summary()}")
+        print(f"polymodal: {ctx.report.summary()}", file=sys.stderr)
     net = MultimodalNet(schema, model_cfg)
     decode_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -236,6 +221,25 @@ def prepare(
     fit_schema(schema, frame, ctx)
     decoded = decode_table(schema, frame, ctx, progress=progress)
     return schema, DecodedDataset(decoded, encode_labels(schema, frame[label])), ctx
+
+
+def decode_for(
+    schema: Schema, data: Any, *, on_error: str = "raise", with_labels: bool = True, progress: bool = True
+) -> tuple[pd.DataFrame, DecodedDataset, DecodeReport]:
+    """Decode a table with an already fitted schema (validation, test or new data)."""
+    frame, base_dir = read_table(data)
+    if len(frame) == 0:
+        raise SchemaError("the table is empty: nothing to predict or evaluate")
+    ctx = DecodeContext(base_dir=base_dir, on_error=on_error)
+    schema.check_columns(frame)
+    target = None
+    if with_labels:
+        if schema.label not in frame.columns:
+            raise SchemaError(f"label column {schema.label!r} not found; the table has {list(frame.columns)}")
+        frame = drop_missing_labels(frame, schema.label, ctx)
+        target = encode_labels(schema, frame[schema.label])
+    decoded = decode_table(schema, frame, ctx, progress=progress)
+    return frame, DecodedDataset(decoded, target), ctx.report
 
 
 def _split_rows(target: np.ndarray, fraction: float, seed: int, task: str) -> tuple[np.ndarray, np.ndarray]:

@@ -41,13 +41,24 @@ def _format_of(path: Path) -> str | None:
     return FORMATS.get(suffixes[-1]) if suffixes else None
 
 
-def _read_json_lines(path: Path) -> pd.DataFrame:
-    import io
+def _open_text(path: Path):
+    import bz2
+    import gzip
+    import lzma
 
-    opener = pd.io.common.get_handle(str(path), "r", compression="infer", encoding="utf-8")
-    with opener as handle:
-        f: io.TextIOBase = handle.handle
-        records = []
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    return opener(path, "rt", encoding="utf-8")
+
+
+def _records(rows: list) -> pd.DataFrame:
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("a JSON list must hold one object per record")
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    records = []
+    with _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -58,28 +69,21 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
             if not isinstance(rec, dict):
                 raise ValueError(f"line {lineno} is a JSON {type(rec).__name__}, expected an object (one record)")
             records.append(rec)
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    return _records(records)
 
 
 def _read_json(path: Path) -> pd.DataFrame:
-    with pd.io.common.get_handle(str(path), "r", compression="infer", encoding="utf-8") as h:
-        obj = json.load(h.handle)
+    with _open_text(path) as f:
+        obj = json.load(f)
     if isinstance(obj, list):
-        if not all(isinstance(r, dict) for r in obj):
-            raise ValueError("a JSON list must hold one object per record")
-        return pd.DataFrame.from_records(obj) if obj else pd.DataFrame()
+        return _records(obj)
     if isinstance(obj, dict):
-        for key in ("data", "records", "rows"):  # {"data": [records...]}
-            if isinstance(obj.get(key), list) and len(obj) == 1:
-                return _records(obj[key])
+        if len(obj) == 1:
+            key, value = next(iter(obj.items()))
+            if key in ("data", "records", "rows") and isinstance(value, list):
+                return _records(value)  # {"data": [records...]}
         return pd.DataFrame(obj)  # {column: [values] or {index: value}}
     raise ValueError(f"the top-level JSON value is a {type(obj).__name__}, expected a list of records")
-
-
-def _records(rows: list) -> pd.DataFrame:
-    if not all(isinstance(r, dict) for r in rows):
-        raise ValueError("a JSON list must hold one object per record")
-    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
 
 
 def read_table(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, Path]:
@@ -91,7 +95,8 @@ def read_table(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, 
         return source, Path.cwd()
     if not isinstance(source, (str, os.PathLike)):
         raise SchemaError(
-            f"expected a pandas DataFrame or a path to a table file, got {type(source).__name__}; accepted files: {ACCEPTED}"
+            f"expected a pandas DataFrame or a path to a table file, got {type(source).__name__}; "
+            f"accepted files: {ACCEPTED}"
         )
     path = Path(source).expanduser()
     if not path.exists():
@@ -125,7 +130,9 @@ def read_table(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, 
     return frame, path.resolve().parent
 
 
-def fit_schema(schema: Schema, frame: pd.DataFrame, ctx: DecodeContext | None = None, *, progress: bool = True) -> Schema:
+def fit_schema(
+    schema: Schema, frame: pd.DataFrame, ctx: DecodeContext | None = None, *, progress: bool = True
+) -> Schema:
     """Let every modality's processor fill its options from the training table (options already set are kept)."""
     ctx = ctx or DecodeContext()
     schema.check_columns(frame)

@@ -2,7 +2,7 @@
 
 Reads ``num`` float32 ``[B, Fn]`` with ``num_mask`` bool ``[B, Fn]`` and ``cat`` int64 ``[B, Fc]`` (0 = missing or
 unseen) with ``cat_mask`` bool ``[B, Fc]``. ``spec.options`` holds ``numeric`` ``{column: {...}}`` and
-``categorical`` ``{column: [categories]}``; their orders are the feature orders of ``num`` and ``cat``.
+``categorical`` ``{column: [categories]}``; features follow ``spec.columns`` order (as the processor decodes them).
 """
 
 from __future__ import annotations
@@ -30,18 +30,21 @@ class TabularFT(Encoder):
         super().__init__(spec, dim)
         numeric = spec.options.get("numeric") or {}
         categorical = spec.options.get("categorical") or {}
-        if not numeric and not categorical:
+        # Feature order = the processor's: spec.columns order, numeric first; a column in both lists is numeric.
+        num_cols = [c for c in spec.columns if c in numeric]
+        cat_cols = [c for c in spec.columns if c in categorical and c not in numeric]
+        if not num_cols and not cat_cols:
             raise ValueError(
-                f"tabular_ft for modality {spec.name!r} needs spec.options['numeric'] and/or ['categorical'] "
-                "(filled when the processor is fit on the training table); both are empty"
+                f"tabular_ft for modality {spec.name!r}: none of its columns {spec.columns} has fitted statistics in "
+                "spec.options['numeric'] or ['categorical'] (filled when the processor is fit on the training table)"
             )
-        self.n_num, self.n_cat = len(numeric), len(categorical)
+        self.n_num, self.n_cat = len(num_cols), len(cat_cols)
         # Parameters exist only for the feature types the table has (no unused parameters without gradients).
         self.num_weight = self.num_bias = self.cat_embed = None
         if self.n_num:
             self.num_weight = nn.Parameter(torch.randn(self.n_num, dim) * dim**-0.5)
             self.num_bias = nn.Parameter(torch.zeros(self.n_num, dim))
-        sizes = [len(cats) + 1 for cats in categorical.values()]  # per feature; index 0 = missing / unseen
+        sizes = [len(categorical[c]) + 1 for c in cat_cols]  # per feature; index 0 = missing / unseen
         offsets = [sum(sizes[:j]) for j in range(len(sizes))]
         self.register_buffer("cat_offset", torch.tensor(offsets, dtype=torch.long), persistent=False)
         self.register_buffer("cat_size", torch.tensor(sizes, dtype=torch.long), persistent=False)

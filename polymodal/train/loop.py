@@ -43,22 +43,22 @@ def train_net(
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(refresh_rate=5, leave=False))
-    trainer = L.Trainer(
-        max_epochs=train_cfg.epochs,
-        max_time=timedelta(minutes=train_cfg.max_minutes) if train_cfg.max_minutes else None,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=train_cfg.progress,
-        num_sanity_val_steps=0,
-        deterministic=True,
-        callbacks=callbacks,
-    )
     train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
     with _quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=train_cfg.epochs,
+            max_time=timedelta(minutes=train_cfg.max_minutes) if train_cfg.max_minutes else None,
+            accelerator="auto",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=train_cfg.progress,
+            num_sanity_val_steps=0,
+            deterministic=True,
+            callbacks=callbacks,
+        )
         trainer.fit(lit, train_loader, val_loader)
     best.restore(net)
     net.eval()

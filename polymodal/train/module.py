@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -68,7 +70,7 @@ class LitMultimodal(L.LightningModule):
 
 
 def build_optimizer(net: torch.nn.Module, cfg: TrainConfig, total_steps: int):
-    """AdamW (no weight decay on biases, norms and embeddings) with a one-cycle learning-rate schedule."""
+    """AdamW (no weight decay on biases, norms and embeddings), warm-up then cosine learning-rate schedule."""
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         if not p.requires_grad:
@@ -77,5 +79,18 @@ def build_optimizer(net: torch.nn.Module, cfg: TrainConfig, total_steps: int):
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, int(total_steps)), pct_start=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(max(1, int(total_steps))))
     return opt, sched
+
+
+def warmup_cosine(total: int, warmup_frac: float = 0.1, floor: float = 0.02):
+    """LR multiplier: linear warm-up over the first 10 % of steps, then cosine decay to ``floor``."""
+    warmup = max(1, int(total * warmup_frac))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor

@@ -86,7 +86,8 @@ def check_not_url(cell: str) -> None:
         raise CellError(
             f"{cell!r} is a URL; polymodal reads local files only and never downloads",
             file=cell,
-            hint="download the files and put their local paths (absolute, or relative to the table's folder) in the column",
+            hint="download the files and put their local paths (absolute, or relative to the table's folder) "
+            "in the column",
         )
 
 
@@ -123,7 +124,8 @@ def to_numeric_array(v: Any, what: str) -> np.ndarray:
     try:
         arr = np.asarray(v)
     except (ValueError, TypeError) as e:
-        raise CellError(f"cannot read the {what} as an array ({e})") from e
+        why = "ragged nested lists (inner lists of different lengths)" if "inhomogeneous" in str(e) else str(e)
+        raise CellError(f"cannot read the {what} as an array: {why}") from e
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise CellError(
             f"the {what} holds values of type {arr.dtype} (ragged lists or non-numbers), expected numbers"

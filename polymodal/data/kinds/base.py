@@ -55,6 +55,16 @@ class DecodeReport:
         if n:
             self.missing[column] = self.missing.get(column, 0) + n
 
+    def merge(self, other: "DecodeReport") -> None:
+        """Add another report's counts (e.g. the validation table's) to this one."""
+        for col, n in other.errors.items():
+            self.errors[col] = self.errors.get(col, 0) + n
+        for col, n in other.missing.items():
+            self.add_missing(col, n)
+        for reason, n in other.dropped_rows.items():
+            self.dropped_rows[reason] = self.dropped_rows.get(reason, 0) + n
+        self.examples.extend(other.examples[: max(0, self.max_examples - len(self.examples))])
+
     @property
     def n_errors(self) -> int:
         return sum(self.errors.values())

@@ -257,7 +257,9 @@ class ImageProcessor(Processor):
         if "channels" not in opts:
             opts["channels"] = 1 if gray and all(gray) else 3
 
-    def decode(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def decode(
+        self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         h, w = _check_size(spec)
         channels = int(spec.options.get("channels", 3))
         if channels not in (1, 3):
@@ -352,7 +354,7 @@ def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
 
 @PROCESSORS.register("depth")
 class DepthProcessor(Processor):
-    """Depth/height maps (image files of any bit depth, .npy, 2-D arrays) -> pixels float32 [N, 1, H, W], standardised."""
+    """Depth/height maps (any-bit-depth images, .npy, 2-D arrays) -> pixels float32 [N, 1, H, W] standardised."""
 
     kind = "depth"
 
@@ -381,7 +383,9 @@ class DepthProcessor(Processor):
             opts.setdefault("mean", float(mean))
             opts.setdefault("std", std_floor(float(np.sqrt(max(var, 0.0)))))
 
-    def decode(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def decode(
+        self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         h, w = _check_size(spec)
         mean = np.float32(spec.options.get("mean", 0.0))
         inv_std = np.float32(1.0 / std_floor(float(spec.options.get("std", 1.0))))

@@ -71,7 +71,9 @@ class TabularProcessor(Processor):
         opts["numeric"] = numeric
         opts["categorical"] = categorical
 
-    def decode(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def decode(
+        self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         numeric = spec.options.get("numeric")
         categorical = spec.options.get("categorical")
         if not isinstance(numeric, dict) or not isinstance(categorical, dict):
@@ -81,7 +83,9 @@ class TabularProcessor(Processor):
             )
         unknown = [c for c in spec.columns if c not in numeric and c not in categorical]
         if unknown:
-            raise SchemaError(f"modality {spec.name!r}: column(s) {unknown} have no fitted statistics; refit the schema")
+            raise SchemaError(
+                f"modality {spec.name!r}: column(s) {unknown} have no fitted statistics; refit the schema"
+            )
         num_cols = [c for c in spec.columns if c in numeric]
         cat_cols = [c for c in spec.columns if c in categorical and c not in numeric]
         n = len(frame)

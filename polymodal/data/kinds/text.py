@@ -65,7 +65,9 @@ class TextProcessor(Processor):
             p95 = math.ceil(float(np.percentile(counts, 95)) - 1e-9) if counts else 1
             opts["max_len"] = int(min(max(p95, 1), MAX_LEN_CAP))
 
-    def decode(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def decode(
+        self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         vocab = spec.options.get("vocab")
         try:
             max_len = int(spec.options["max_len"])

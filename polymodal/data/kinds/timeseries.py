@@ -67,7 +67,8 @@ def _series(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
             low = s.lower()
             if not low.endswith((".npy", ".csv")):
                 raise CellError(
-                    f"expected a [T] or [T, C] array, a JSON list, or a path to a .npy/.csv file, got the string {s!r:.80}"
+                    "expected a [T] or [T, C] array, a JSON list, or a path to a .npy/.csv file, "
+                    f"got the string {s!r:.80}"
                 )
             path = resolve(ctx, s)
             try:
@@ -159,7 +160,9 @@ class TimeseriesProcessor(Processor):
             opts.setdefault("mean", [float(m) for m in mean])
             opts.setdefault("std", [std_floor(float(s)) for s in std])
 
-    def decode(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def decode(
+        self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         length, channels = _int_option(spec, "length"), _int_option(spec, "channels")
         mean = np.asarray(spec.options.get("mean", [0.0] * channels), dtype=np.float64).reshape(-1)
         std = np.asarray(spec.options.get("std", [1.0] * channels), dtype=np.float64).reshape(-1)
@@ -183,7 +186,10 @@ class TimeseriesProcessor(Processor):
                 if arr.shape[1] != channels:
                     hint = None
                     if arr.shape[0] == channels:
-                        hint = f"the series looks channel-first ({arr.shape[0]} x {arr.shape[1]}); transpose it to [T, C]"
+                        hint = (
+                            f"the series looks channel-first ({arr.shape[0]} x {arr.shape[1]}); "
+                            "transpose it to [T, C]"
+                        )
                     raise CellError(
                         f"expected {channels} channel(s) (as in the training data), got {arr.shape[1]} "
                         f"(series shape {arr.shape})",

@@ -1,0 +1,24 @@
+"""Built-in real datasets, loadable offline from files shipped inside the package.
+
+``DATASETS`` maps a dataset name to ``{"load", "export", "description"}`` so the CLI can list and export
+them by name (``polymodal datasets``); each dataset's module documents its source, license and any
+preprocessing.
+"""
+
+from __future__ import annotations
+
+from .av_digits import export_av_digits, load_av_digits
+
+DATASETS = {
+    "av-digits": {
+        "load": load_av_digits,
+        "export": export_av_digits,
+        "description": (
+            "AV-MNIST-style audio-visual digits: FSDD spoken digits (8 kHz) paired with degraded MNIST "
+            "images of the same digit; 2700 train / 300 test, columns image, audio, digit. "
+            "CC BY-SA 4.0 (FSDD) / CC BY-SA 3.0 (MNIST)."
+        ),
+    },
+}
+
+__all__ = ["DATASETS", "export_av_digits", "load_av_digits"]

@@ -1,0 +1,74 @@
+"""The real CLI on a small slice of the bundled data, exported to ordinary files (PNG, WAV, Parquet)."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("avd")
+    res = runner.invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", "120"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_fit_evaluate_predict_end_to_end(exported, tmp_path):
+    run = tmp_path / "m1"
+    res = runner.invoke(app, ["fit", str(exported / "train.parquet"), "--label", "digit", "--fusion", "concat",
+                              "--out", str(run), "--epochs", "2", "--dim", "32"])
+    assert res.exit_code == 0, res.output
+    assert (run / "weights.safetensors").exists() and (run / "checkpoints" / "best.safetensors").exists()
+
+    res = runner.invoke(app, ["evaluate", str(run), str(exported / "test.parquet"), "--out", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics["subsets"]) == {"image", "audio", "image+audio"}
+    assert "only audio" in res.output
+
+    # CSV input works as well as Parquet: relative paths resolve against the table's folder
+    test = pd.read_parquet(exported / "test.parquet")
+    test.drop(columns="digit").to_csv(exported / "new.csv", index=False)
+    res = runner.invoke(app, ["predict", str(run), str(exported / "new.csv"), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    preds = pd.read_csv(tmp_path / "p.csv")
+    assert len(preds) == len(test) and {"prediction", "proba_0", "proba_9"} <= set(preds.columns)
+
+
+def test_unknown_label_exits_with_message(exported, tmp_path):
+    res = runner.invoke(app, ["fit", str(exported / "train.parquet"), "--label", "nope", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert "label column 'nope' not found" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_corrupt_file_names_row_column_file_then_policy(exported, tmp_path):
+    manifest = pd.read_parquet(exported / "train.parquet")
+    bad = exported / "audio" / "corrupt.wav"
+    bad.write_bytes(b"RIFF\x00\x00garbage-not-audio")
+    manifest.loc[7, "audio"] = "audio/corrupt.wav"
+    manifest.to_parquet(exported / "bad.parquet")
+    args = ["fit", str(exported / "bad.parquet"), "--label", "digit", "--out", str(tmp_path / "b"), "--epochs", "1", "--dim", "32"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    flat = " ".join(res.output.split())
+    assert "row 7" in flat and "'audio'" in flat and "corrupt.wav" in flat and "on-error missing" in flat
+
+    res = runner.invoke(app, args + ["--on-error", "missing"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["decode_report"]["errors"] == {"audio": 1}
+    assert report["decode_report"]["examples"][0]["row"] == 7
+
+
+def test_list_fusions_and_datasets():
+    res = runner.invoke(app, ["list", "fusions"])
+    assert res.exit_code == 0 and all(f in res.output for f in ("late", "concat", "transformer"))
+    res = runner.invoke(app, ["datasets", "list"])
+    assert res.exit_code == 0 and "av-digits" in res.output
