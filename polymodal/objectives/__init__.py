@@ -1,0 +1,79 @@
+"""Contrastive alignment objectives: each a pure function plus a thin ``nn.Module`` holding its parameters.
+
+Chosen by name from ``OBJECTIVES`` (``OBJECTIVES.build("siglip")``); every module returns a scalar loss:
+
+=========================  ============================================================================
+``clip``                   ``ClipLoss()(a, b)``: symmetric InfoNCE, learnable temperature
+``siglip``                 ``SigLipLoss()(a, b)``: pairwise sigmoid loss, learnable scale and bias
+``symile``                 ``SymileLoss()(feats)``: multilinear inner product over M >= 2 modalities
+``pairwise``               ``PairwiseLoss(pair)(feats)``: a pair loss averaged over all modality pairs
+``anchor``                 ``AnchorLoss(pair, anchor)(feats)``: ImageBind binding to one anchor modality
+``uniformity_alignment``   ``UniformityAlignment()(a, b)``: Wang & Isola regulariser (shrinks the modality gap)
+=========================  ============================================================================
+
+Pair losses accept ``(a, b)`` or a dict of exactly two modalities; the multi-modality ones a dict (or list).
+``gather=True`` makes a loss use the features of every process (``distributed.gather_features``).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..registry import Registry
+from .clip import ClipLoss, ContrastiveOutput, clip_loss, clip_output, contrastive_loss_with_temperature
+from .distributed import gather_features
+from .multi import (
+    AnchorLoss,
+    PairwiseLoss,
+    UniformityAlignment,
+    alignment,
+    anchor_loss,
+    pairwise_loss,
+    uniformity,
+    uniformity_alignment,
+)
+from .siglip import SigLipLoss, siglip_loss
+from .symile import SymileLoss, mip_similarity, symile_loss
+
+OBJECTIVES: Registry[nn.Module] = Registry("objective")
+
+OBJECTIVES.register("clip")(ClipLoss)
+OBJECTIVES.register("siglip")(SigLipLoss)
+OBJECTIVES.register("symile")(SymileLoss)
+OBJECTIVES.register("uniformity_alignment")(UniformityAlignment)
+
+
+@OBJECTIVES.register("pairwise")
+def _pairwise(pair: str | nn.Module = "clip", **pair_options) -> PairwiseLoss:
+    """A pair loss (default CLIP) averaged over all modality pairs, one shared temperature."""
+    return PairwiseLoss(OBJECTIVES.build(pair, **pair_options) if isinstance(pair, str) else pair)
+
+
+@OBJECTIVES.register("anchor")
+def _anchor(anchor: str | None = None, pair: str | nn.Module = "clip", **pair_options) -> AnchorLoss:
+    """ImageBind: every modality aligned to one anchor modality (default: the first) with a pair loss."""
+    return AnchorLoss(OBJECTIVES.build(pair, **pair_options) if isinstance(pair, str) else pair, anchor)
+
+
+__all__ = [
+    "OBJECTIVES",
+    "AnchorLoss",
+    "ClipLoss",
+    "ContrastiveOutput",
+    "PairwiseLoss",
+    "SigLipLoss",
+    "SymileLoss",
+    "UniformityAlignment",
+    "alignment",
+    "anchor_loss",
+    "clip_loss",
+    "clip_output",
+    "contrastive_loss_with_temperature",
+    "gather_features",
+    "mip_similarity",
+    "pairwise_loss",
+    "siglip_loss",
+    "symile_loss",
+    "uniformity",
+    "uniformity_alignment",
+]
