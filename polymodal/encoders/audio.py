@@ -40,7 +40,7 @@ class AudioLogMel(Encoder):
         dim: int,
         *,
         n_mels: int = 40,
-        width: int = 32,
+        width: int = 16,
         layers: int = 1,
         heads: int = 4,
         dropout: float = 0.0,
@@ -102,7 +102,9 @@ class AudioLogMel(Encoder):
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:
         wave = inputs["wave"].float()
         if wave.dim() != 2:
-            raise ValueError(f"audio_logmel for modality {self.spec.name!r} expects wave [B, T], got {tuple(wave.shape)}")
+            raise ValueError(
+                f"audio_logmel for modality {self.spec.name!r} expects wave [B, T], got {tuple(wave.shape)}"
+            )
         b, n = wave.shape
         length = inputs["length"].to(wave.device).long().clamp(0, n)
         wave = wave * (torch.arange(n, device=wave.device)[None] < length[:, None])

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import required_option, run_on_present
+from ..blocks import TransformerBlock, check_heads, required_option, run_on_present
 from ..data.schema import ModalitySpec
 from ..types import Tokens
 from .base import ENCODERS, Encoder
@@ -27,15 +27,30 @@ def _down(n: int) -> int:
 @ENCODERS.register("image_conv")
 class ImageConv(Encoder):
     """Conv stem (3x3 convs + BatchNorm + GELU, stride-2 stages down to a grid of at most max_grid cells a side);
-    each grid cell is a token, with a learned 2-D position embedding.
+    each grid cell is a token, with a learned 2-D position embedding, then transformer block(s) (default 1).
 
-    A 28x28 input gives a 7x7 grid (49 tokens), 64x64 gives 8x8. ``self.grid = (h, w)`` is the grid at the
-    fitted input size, so token-pooling methods can reshape tokens back to 2-D.
+    Widths: ``width`` at full resolution, ``2 * width`` after the first stride-2 conv, ``dim`` after that. A 28x28
+    input gives a 7x7 grid (49 tokens), 64x64 gives 8x8. ``self.grid = (h, w)`` is the grid at the fitted input
+    size, so token-pooling methods can reshape tokens back to 2-D (tokens are row-major over the grid).
+
+    Why the transformer block and the extra 3x3 conv at grid resolution: late/concat fusion mean-pool the tokens,
+    and a mean over purely local conv features learns slowly (MNIST, 3000 images, 2 epochs: ~60% test accuracy
+    for three convs, ~91% with these two additions).
     """
 
     kind = ("image", "depth")
 
-    def __init__(self, spec: ModalitySpec, dim: int, *, width: int = 32, max_grid: int = 8, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: ModalitySpec,
+        dim: int,
+        *,
+        width: int = 16,
+        max_grid: int = 8,
+        layers: int = 1,
+        heads: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(spec, dim)
         h, w = (int(s) for s in required_option(spec, "size", "image_conv"))
         channels = int(required_option(spec, "channels", "image_conv"))
@@ -46,18 +61,22 @@ class ImageConv(Encoder):
                 break
             gh, gw, n_down = _down(gh), _down(gw), n_down + 1
         widths = [width * 2] + [dim] * (n_down - 1)
-        layers = [_conv_bn(channels, width, 1)]
+        stem = [_conv_bn(channels, width, 1)]
         cin = width
         for cout in widths:
-            layers.append(_conv_bn(cin, cout, 2))
+            stem.append(_conv_bn(cin, cout, 2))
             cin = cout
-        self.stem = nn.Sequential(*layers)
+        stem.append(_conv_bn(cin, cin, 1))  # one more 3x3 at the grid resolution: a receptive field of ~half the image
+        self.stem = nn.Sequential(*stem)
         self.proj = nn.Conv2d(cin, dim, 1)  # linear read-out, so tokens are not confined to GELU's range
         self.grid = (gh, gw)
         self.channels = channels
         self.pos = nn.Parameter(torch.zeros(1, dim, gh, gw))
         nn.init.trunc_normal_(self.pos, std=0.02)
         self.drop = nn.Dropout(dropout)
+        check_heads(dim, heads)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, dropout=dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim) if layers else nn.Identity()
 
     def _features(self, pixels: Tensor) -> Tensor:
         return self.proj(self.stem(pixels))
@@ -76,4 +95,6 @@ class ImageConv(Encoder):
             pos = F.interpolate(pos, size=(gh, gw), mode="bilinear", align_corners=False)
         x = self.drop((feats + pos).flatten(2).transpose(1, 2))  # [B, h*w, D], row-major over the grid
         mask = torch.ones(b, gh * gw, dtype=torch.bool, device=x.device)
-        return Tokens(x, mask, present)
+        for block in self.blocks:
+            x = block(x)  # every grid cell is real: no attention mask needed
+        return Tokens(self.norm(x), mask, present)

@@ -42,7 +42,9 @@ class TextTransformer(Encoder):
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:
         ids = inputs["ids"].long()
         if ids.dim() != 2:
-            raise ValueError(f"text_transformer for modality {self.spec.name!r} expects ids [B, L], got {tuple(ids.shape)}")
+            raise ValueError(
+                f"text_transformer for modality {self.spec.name!r} expects ids [B, L], got {tuple(ids.shape)}"
+            )
         b, n = ids.shape
         if n > self.max_len:
             raise ValueError(

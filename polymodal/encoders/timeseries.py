@@ -61,7 +61,8 @@ class TimeseriesPatch(Encoder):
                 f"got {tuple(series.shape)}"
             )
         b, t, c = series.shape
-        length = inputs["length"].to(series.device).long() if "length" in inputs else torch.full((b,), t, device=series.device)
+        length = inputs.get("length")
+        length = torch.full((b,), t, device=series.device) if length is None else length.to(series.device).long()
         steps = torch.arange(t, device=series.device)
         series = series * (steps[None, :, None] < length[:, None, None])
         n = math.ceil(t / self.patch)

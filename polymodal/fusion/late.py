@@ -18,7 +18,10 @@ class LateFusion(Fusion):
         super().__init__(names, dim)
         hidden = hidden or dim
         self.mlps = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)) for m in self.names}
+            {
+                m: nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+                for m in self.names
+            }
         )
         self.nothing = nn.Parameter(torch.zeros(dim))  # output for a sample with no modality at all
 

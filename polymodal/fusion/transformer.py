@@ -17,7 +17,14 @@ class TransformerFusion(Fusion):
     token is real instead, so the model knows what is absent without seeing placeholder values."""
 
     def __init__(
-        self, names: list[str], dim: int, *, layers: int = 2, heads: int = 4, dropout: float = 0.1, mlp_ratio: float = 2.0
+        self,
+        names: list[str],
+        dim: int,
+        *,
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        mlp_ratio: float = 2.0,
     ) -> None:
         super().__init__(names, dim)
         check_heads(dim, heads)

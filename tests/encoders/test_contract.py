@@ -81,7 +81,9 @@ def make_inputs(spec: ModalitySpec, b: int, g: torch.Generator, labels: torch.Te
         fn, cats = len(o.get("numeric", {})), [len(c) for c in o.get("categorical", {}).values()]
         num = torch.randn(b, fn, generator=g)
         num_mask = torch.rand(b, fn, generator=g) > 0.3
-        cat = torch.stack([torch.randint(0, k + 1, (b,), generator=g) for k in cats], 1) if cats else torch.zeros(b, 0, dtype=torch.long)
+        cat = torch.zeros(b, 0, dtype=torch.long)
+        if cats:
+            cat = torch.stack([torch.randint(0, k + 1, (b,), generator=g) for k in cats], 1)
         cat_mask = cat > 0
         if b > 1:
             num_mask[1], cat_mask[1] = False, False  # a row whose features are all missing

@@ -116,7 +116,8 @@ def test_gradients_reach_every_parameter(name):
     for t in tokens.values():
         t.x.requires_grad_(True)
     out = fusion(tokens)
-    loss = out.pooled.square().mean() + out.pooled.sum() + sum(v.square().mean() + v.sum() for v in out.per_modality.values())
+    loss = out.pooled.square().mean() + out.pooled.sum()
+    loss = loss + sum(v.square().mean() + v.sum() for v in out.per_modality.values())
     if out.aux_loss is not None:
         loss = loss + out.aux_loss
     loss.backward()
@@ -175,7 +176,11 @@ def test_learns_when_the_label_is_in_one_modality(name):
     """Label = sign of a direction in modality 'a' (always present); 'b' and 'c' are noise and sometimes absent."""
     g = torch.Generator().manual_seed(8)
     n = 128
-    present = {"a": torch.ones(n, dtype=torch.bool), "b": torch.rand(n, generator=g) > 0.3, "c": torch.rand(n, generator=g) > 0.3}
+    present = {
+        "a": torch.ones(n, dtype=torch.bool),
+        "b": torch.rand(n, generator=g) > 0.3,
+        "c": torch.rand(n, generator=g) > 0.3,
+    }
     tokens = make_tokens(g, n, present)
     direction = torch.randn(DIM, generator=g)
     y = (tokens["a"].pooled() @ direction > 0).long()
