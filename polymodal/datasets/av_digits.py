@@ -49,9 +49,9 @@ SAMPLING_RATE = 8000
 N_PER_SPLIT = {"train": 2700, "test": 300}
 
 # degradation parameters (see the module docstring; calibrated by scripts/calibrate_av_digits.py)
-OCCLUSION_SIZE = 14
-IMAGE_NOISE_STD = 0.25
-AUDIO_SNR_DB = -5.0
+OCCLUSION_SIZE = 15
+IMAGE_NOISE_STD = 0.3
+AUDIO_SNR_DB = -4.0
 DEGRADE_SEED = 1234
 
 __all__ = ["SPLITS", "load_av_digits", "export_av_digits"]
