@@ -59,7 +59,7 @@ def fit(
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(2e-3),
     dim: int = typer.Option(64, help="Token / fused vector width"),
-    modality_dropout: float = typer.Option(0.3, help="Per-sample probability of hiding each modality in training"),
+    modality_dropout: float = typer.Option(0.5, help="Per-sample probability of hiding each modality in training"),
     seed: int = typer.Option(0),
     on_error: str = typer.Option("raise", help="Undecodable values: raise | missing (counted and reported)"),
 ) -> None:
@@ -143,7 +143,7 @@ def predict(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where to write results.json and results.md"),
-    epochs: int = typer.Option(40, help="Maximum epochs per model"),
+    epochs: int = typer.Option(15, help="Epochs per model (cosine schedule; best validation epoch kept)"),
     quick: bool = typer.Option(False, help="A 1-minute smoke version on a subset (for tests)"),
 ) -> None:
     """The main job on the bundled real data: unimodal baselines and three fusions on av-digits."""

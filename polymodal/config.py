@@ -20,7 +20,7 @@ class ModelConfig:
     fusion_options: dict[str, Any] = field(default_factory=dict)
     encoders: dict[str, str] = field(default_factory=dict)  # modality -> encoder name; default per kind
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> options
-    modality_dropout: float = 0.3  # per-sample probability of hiding each modality in training (>= 1 kept)
+    modality_dropout: float = 0.5  # per-sample probability of hiding each modality in training (>= 1 kept)
     aux_weight: float = 1.0  # weight of the unimodal auxiliary losses (one per modality, on its own vector)
     head_dropout: float = 0.1
 

@@ -21,7 +21,7 @@ class TransformerFusion(Fusion):
         names: list[str],
         dim: int,
         *,
-        layers: int = 2,
+        layers: int = 1,
         heads: int = 4,
         dropout: float = 0.1,
         mlp_ratio: float = 2.0,
