@@ -40,6 +40,18 @@ def _parse_kinds(kinds: Optional[str]) -> dict[str, str] | None:
     return out
 
 
+def _parse_groups(group: Optional[str]) -> dict[str, list[str]] | None:
+    if not group:
+        return None
+    out = {}
+    for item in group.split(","):
+        if "=" not in item:
+            raise PolymodalError(f"--group expects name=col1+col2 entries separated by commas, got {item!r}")
+        name, cols = item.split("=", 1)
+        out[name.strip()] = [c.strip() for c in cols.split("+") if c.strip()]
+    return out
+
+
 def _split(s: Optional[str]) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
@@ -52,6 +64,7 @@ def fit(
     fusion: str = typer.Option("transformer", help="Fusion operator (see `polymodal list fusions`)"),
     validation: Optional[Path] = typer.Option(None, help="Validation table (default: hold out --val-fraction)"),
     kinds: Optional[str] = typer.Option(None, help="Override column kinds: col=image,col2=ignore,..."),
+    group: Optional[str] = typer.Option(None, help="Group columns into one modality: vitals=hr+bp,scan=ct_path"),
     use: Optional[str] = typer.Option(None, help="Keep only these modalities (comma-separated)"),
     ignore: Optional[str] = typer.Option(None, help="Columns to ignore (comma-separated)"),
     task: Optional[str] = typer.Option(None, help="classify | regress (default: inferred from the label)"),
@@ -68,7 +81,8 @@ def fit(
 
     def go():
         model = fit_(
-            train, label, fusion=fusion, validation=validation, kinds=_parse_kinds(kinds), use=_split(use),
+            train, label, fusion=fusion, validation=validation, kinds=_parse_kinds(kinds),
+            modalities=_parse_groups(group), use=_split(use),
             ignore=_split(ignore) or (), task=task, out=out, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim,
             modality_dropout=modality_dropout, seed=seed, on_error=on_error,
         )

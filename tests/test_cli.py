@@ -72,3 +72,21 @@ def test_list_fusions_and_datasets():
     assert res.exit_code == 0 and all(f in res.output for f in ("late", "concat", "transformer"))
     res = runner.invoke(app, ["datasets", "list"])
     assert res.exit_code == 0 and "av-digits" in res.output
+
+
+def test_group_and_kinds_flags_shape_the_schema(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame({"hr": rng.normal(size=n), "bp": rng.normal(size=n), "code": rng.integers(0, 3, n)})
+    df["y"] = (df["hr"] + df["bp"] > 0).astype(int)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    run = tmp_path / "r"
+    res = runner.invoke(app, ["fit", str(tmp_path / "t.csv"), "--label", "y", "--group", "vitals=hr+bp",
+                              "--kinds", "code=ignore", "--out", str(run), "--epochs", "1", "--dim", "16"])
+    assert res.exit_code == 0, res.output
+    schema = json.loads((run / "schema.json").read_text())
+    assert [(m["name"], m["columns"]) for m in schema["modalities"]] == [("vitals", ["hr", "bp"])]
+    res = runner.invoke(app, ["fit", str(tmp_path / "t.csv"), "--label", "y", "--group", "vitals", "--out", str(run)])
+    assert res.exit_code == 2 and "--group expects name=col1+col2" in res.output
