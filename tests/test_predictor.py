@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import polymodal as pm
 from polymodal.datasets import load_av_digits

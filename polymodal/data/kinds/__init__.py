@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audio, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
+from . import audio, depth, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
 from .base import PROCESSORS, DecodeContext, DecodeReport, Processor
 
 __all__ = ["PROCESSORS", "DecodeContext", "DecodeReport", "Processor", "get_processor"]
