@@ -1,6 +1,18 @@
 """Built-in fusion operators; importing this package registers them all in ``FUSIONS``."""
 
-from . import concat, late, transformer  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    bottleneck,
+    concat,
+    cross_attention,
+    deepset,
+    gated,
+    intermediary,
+    late,
+    low_rank_tensor,
+    moe,
+    sequential,
+    transformer,
+)
 from .base import FUSIONS, Fusion
 
 __all__ = ["FUSIONS", "Fusion"]
