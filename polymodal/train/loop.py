@@ -16,6 +16,7 @@ from ..data.dataset import DecodedDataset, make_loader
 from ..model import MultimodalNet
 from .callbacks import BestWeights
 from .module import LitMultimodal
+from .progress import EpochProgress
 
 
 def train_net(
@@ -40,9 +41,7 @@ def train_net(
     if val_ds is not None and len(val_ds):
         callbacks += [best, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.patience)]
     if train_cfg.progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(refresh_rate=5, leave=False))
+        callbacks.append(EpochProgress())
     train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
     with _quiet_lightning():
@@ -54,7 +53,7 @@ def train_net(
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
-            enable_progress_bar=train_cfg.progress,
+            enable_progress_bar=False,  # our EpochProgress instead: no timer thread, no per-step formatting
             num_sanity_val_steps=0,
             deterministic=True,
             callbacks=callbacks,
