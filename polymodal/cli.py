@@ -28,28 +28,26 @@ def _run(fn):
         raise typer.Exit(2) from None
 
 
-def _parse_kinds(kinds: Optional[str]) -> dict[str, str] | None:
-    if not kinds:
+def _parse_pairs(text: Optional[str], flag: str, example: str) -> dict[str, str] | None:
+    """``"a=x,b=y"`` -> ``{"a": "x", "b": "y"}``; a malformed entry names the flag and the expected form."""
+    if not text:
         return None
     out = {}
-    for item in kinds.split(","):
+    for item in text.split(","):
         if "=" not in item:
-            raise PolymodalError(f"--kinds expects column=kind pairs separated by commas, got {item!r}")
-        col, kind = item.split("=", 1)
-        out[col.strip()] = kind.strip()
+            raise PolymodalError(f"{flag} expects {example} entries separated by commas, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
     return out
+
+
+def _parse_kinds(kinds: Optional[str]) -> dict[str, str] | None:
+    return _parse_pairs(kinds, "--kinds", "column=kind")
 
 
 def _parse_groups(group: Optional[str]) -> dict[str, list[str]] | None:
-    if not group:
-        return None
-    out = {}
-    for item in group.split(","):
-        if "=" not in item:
-            raise PolymodalError(f"--group expects name=col1+col2 entries separated by commas, got {item!r}")
-        name, cols = item.split("=", 1)
-        out[name.strip()] = [c.strip() for c in cols.split("+") if c.strip()]
-    return out
+    pairs = _parse_pairs(group, "--group", "name=col1+col2")
+    return None if pairs is None else {k: [c.strip() for c in v.split("+") if c.strip()] for k, v in pairs.items()}
 
 
 def _split(s: Optional[str]) -> list[str] | None:
