@@ -14,9 +14,7 @@ Each fused model is scored on the test split with all modalities and with one re
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 from _common import emit, setup
 
@@ -27,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from polymodal.datasets import load_av_digits
-from polymodal.demo import EPOCHS, score_model
+from polymodal.demo import EPOCHS, run_parallel
 from polymodal.predictor import decode_for, prepare
 
 FUSIONS = ("late", "concat", "transformer")
@@ -54,31 +52,19 @@ def logreg(train, test, logmel: bool) -> float:
     return float((clf.predict(xte) == yte).mean())
 
 
-def _job(args: tuple[str, dict]) -> tuple[str, dict]:
-    """One training run in a worker process (1 torch thread; two workers share the 2 cores)."""
-    import torch
-
-    torch.set_num_threads(1)
-    key, kw = args
-    train, test = load_av_digits("train"), load_av_digits("test")
-    r = score_model(train, test, epochs=EPOCHS, progress=False, **kw)
-    r.pop("_model")
-    return key, r
-
-
 def main() -> None:
     setup()
     t0 = time.perf_counter()
     train, test = load_av_digits("train"), load_av_digits("test")
     res: dict = {"dataset": "av-digits", "n_train": len(train), "n_test": len(test)}
-    jobs = [(f"uni_{m}", {"use": [m], "fusion": "late"}) for m in ("image", "audio")]
+    jobs = [(f"uni_{m}", {"use": [m], "fusion": "late", "epochs": EPOCHS}) for m in ("image", "audio")]
     for f in FUSIONS:
-        jobs += [(f, {"fusion": f}), (f"{f}_nodrop", {"fusion": f, "modality_dropout": 0.0})]
+        jobs += [(f, {"fusion": f, "epochs": EPOCHS}), (f"{f}_nodrop", {"fusion": f, "modality_dropout": 0.0, "epochs": EPOCHS})]
     # plain joint training (no dropout, no auxiliary losses): the MultiModN failure case, for the early fusion
-    jobs.append(("transformer_naive", {"fusion": "transformer", "modality_dropout": 0.0, "aux_weight": 0.0}))
+    jobs.append(("transformer_naive", {"fusion": "transformer", "modality_dropout": 0.0, "aux_weight": 0.0, "epochs": EPOCHS}))
     jobs.sort(key=lambda j: j[1]["fusion"] != "transformer")  # longest first, for a better packing
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-        runs = dict(pool.map(_job, jobs))
+    jobs = [(k, {**kw, "progress": False}) for k, kw in jobs]
+    runs = run_parallel(jobs, workers=2)
     res["unimodal_acc"] = {m: runs[f"uni_{m}"]["acc"] for m in ("image", "audio")}
     res["fused_acc"] = {f: runs[f]["acc"] for f in FUSIONS}
     res["logreg_acc"] = logreg(train, test, logmel=False)
