@@ -1,0 +1,30 @@
+"""Real-data fixtures for the per-kind processor tests (MNIST PNGs, FSDD WAVs from ../shared/data)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ._helpers import N_IMG
+
+
+@pytest.fixture(scope="module")
+def mnist(shared_data):
+    with np.load(shared_data / "mnist" / "mnist_test.npz") as z:
+        return z["images"][:N_IMG], z["labels"][:N_IMG]
+
+
+@pytest.fixture
+def png_dir(tmp_path, mnist):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i, a in enumerate(mnist[0]):
+        Image.fromarray(a).save(d / f"{i}.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def wav_paths(shared_data):
+    paths = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_*.wav"))[:8]
+    if not paths:
+        pytest.skip("FSDD recordings not found")
+    return paths
