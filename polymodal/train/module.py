@@ -70,15 +70,29 @@ class LitMultimodal(L.LightningModule):
 
 
 def build_optimizer(net: torch.nn.Module, cfg: TrainConfig, total_steps: int):
-    """AdamW (no weight decay on biases, norms and embeddings), warm-up then cosine learning-rate schedule."""
+    """AdamW (no weight decay on biases, norms and embeddings), warm-up then cosine learning-rate schedule.
+
+    Modules with ``lr_scaled_parameters()`` (an unfrozen pretrained backbone, option ``lr_scale``) get their
+    parameters in extra groups at ``lr * scale``.
+    """
+    scale: dict[int, float] = {}
+    for module in net.modules():
+        for p, s in getattr(module, "lr_scaled_parameters", list)():
+            scale[id(p)] = float(s)
     decay, no_decay = [], []
+    scaled: dict[tuple[bool, float], list] = {}
     for name, p in net.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "embed" in name or "token" in name else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
+        nd = p.ndim < 2 or "embed" in name or "token" in name
+        if id(p) in scale:
+            scaled.setdefault((nd, scale[id(p)]), []).append(p)
+        else:
+            (no_decay if nd else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    for (nd, s), ps in scaled.items():
+        groups.append({"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay, "lr": cfg.lr * s})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(max(1, int(total_steps))))
     return opt, sched
 

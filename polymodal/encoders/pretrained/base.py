@@ -112,14 +112,14 @@ class PretrainedEncoder(Encoder):
         super().__init__(spec, dim)
         self.trainable = bool(trainable)
         self.lr_scale = float(lr_scale)
-        self.pool = pool or self.default_pool
-        if self.pool not in POOLS:
-            raise PolymodalError(f"{type(self).__name__}: pool must be one of {POOLS}, got {self.pool!r}")
+        self.pool = pool or self.default_pool  # None: the subclass picks one once the backbone is loaded
         self._cache_option = cache
         self.cache: FeatureCache | None = None
 
     def _finish(self) -> None:
         """Freeze (or not), build the projection and the cache; call at the end of a subclass ``__init__``."""
+        if self.pool not in POOLS:
+            raise PolymodalError(f"{type(self).__name__}: pool must be one of {POOLS}, got {self.pool!r}")
         for p in self.backbone.parameters():
             p.requires_grad_(self.trainable)
         if not self.trainable:

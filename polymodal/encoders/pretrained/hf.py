@@ -253,3 +253,144 @@ class MiniLM(SentenceTransformer):
         if shipped:  # resolved at decode time, so the run survives moving or rebuilding the venv
             out["tokenizer"] = f"package:{MINILM_PACKAGE}/model"
         return out
+
+
+# -------------------------------------------------------------------------------------------------- vision
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+HALF = [0.5, 0.5, 0.5]
+
+
+def image_stats(source: str, model_type: str) -> tuple[list[float], list[float]]:
+    """Normalisation of a vision checkpoint: its preprocessor_config.json, else the family's convention."""
+    pre = _load_json(Path(source) / "preprocessor_config.json")
+    if pre.get("image_mean") and pre.get("image_std"):
+        return list(pre["image_mean"]), list(pre["image_std"])
+    return (CLIP_MEAN, CLIP_STD) if model_type.startswith("clip") else (HALF, HALF)
+
+
+@ENCODERS.register("hf_vision")
+class HFVision(PretrainedEncoder):
+    """Hugging Face vision encoder from a local folder: ViT-like (AutoModel) or a CLIP / SigLIP vision tower."""
+
+    kind = ("image",)
+    default_pool = None  # CLIP / SigLIP: 'pooler' (CLIP through its visual projection); others: 'cls'
+
+    def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
+                 mean: list[float] | None = None, std: list[float] | None = None, **options: Any) -> None:
+        super().__init__(spec, dim, **options)
+        source = resolve_source(path, allow_hub=allow_hub, what="hf_vision")
+        model = load_hf(source, allow_hub=allow_hub, what="hf_vision")
+        tower = getattr(model, "vision_model", None) or model
+        projection = getattr(model, "visual_projection", None)
+        self.backbone = nn.ModuleDict({"tower": tower, "projection": projection or nn.Identity()})
+        cfg = _vision_config(model.config)
+        model_type = str(getattr(model.config, "model_type", ""))
+        if self.pool is None:
+            self.pool = "pooler" if model_type.startswith(("clip", "siglip")) else "cls"
+        self.feature_dim = int(cfg.hidden_size)
+        if self.pool == "pooler" and isinstance(projection, nn.Linear):
+            self.feature_dim = int(projection.out_features)
+        m, s = image_stats(source, model_type)
+        self.register_buffer("mean", torch.tensor(mean or m).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std or s).view(1, -1, 1, 1), persistent=False)
+        self.identity = _identity(source, allow_hub) + f":{self.mean.flatten().tolist()}{self.std.flatten().tolist()}"
+        self._finish()
+
+    @classmethod
+    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+        source = resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what="hf_vision")
+        d = _load_json(Path(source) / "config.json")
+        v = d.get("vision_config") or d
+        size = v.get("image_size", 224)
+        size = [size, size] if isinstance(size, int) else list(size)
+        return {"size": size, "channels": int(v.get("num_channels", 3))}
+
+    def features(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        px = inputs["pixels"].float()
+        if px.shape[1] == 1 and self.mean.shape[1] == 3:
+            px = px.expand(-1, 3, -1, -1)
+        out = self.backbone["tower"](pixel_values=(px - self.mean) / self.std)
+        x = out.last_hidden_state.float()
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:
+            pooled = self.backbone["projection"](pooled).float()
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return self.pooled_features(x, mask, pooled)
+
+
+# --------------------------------------------------------------------------------------------------- audio
+@ENCODERS.register("hf_audio")
+class HFAudio(PretrainedEncoder):
+    """Hugging Face audio encoder from a local folder: a Whisper checkpoint's encoder, or an AST."""
+
+    kind = ("audio",)
+    default_pool = None  # Whisper: 'mean' over the frames of the real clip; AST: 'pooler'
+
+    def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
+                 **options: Any) -> None:
+        super().__init__(spec, dim, **options)
+        source = resolve_source(path, allow_hub=allow_hub, what="hf_audio")
+        model = load_hf(source, allow_hub=allow_hub, what="hf_audio")
+        self.model_type = str(model.config.model_type)
+        with _quiet() as tf:
+            if self.model_type == "whisper":
+                self.backbone = model.get_encoder()
+                self.extractor = _extractor(tf.WhisperFeatureExtractor, source, feature_size=model.config.num_mel_bins)
+                self.frames = int(model.config.max_source_positions) * 2  # mel frames the encoder expects
+            elif self.model_type == "audio-spectrogram-transformer":
+                self.backbone = model
+                self.extractor = _extractor(
+                    tf.ASTFeatureExtractor, source, num_mel_bins=model.config.num_mel_bins,
+                    max_length=model.config.max_length,
+                )
+            else:
+                raise PolymodalError(f"hf_audio supports Whisper and AST checkpoints, got model_type {self.model_type!r}")
+        if self.pool is None:
+            self.pool = "mean" if self.model_type == "whisper" else "pooler"
+        self.rate = int(self.extractor.sampling_rate)
+        if int(spec.options.get("sample_rate", self.rate)) != self.rate:
+            raise PolymodalError(
+                f"hf_audio: modality {spec.name!r} is decoded at {spec.options['sample_rate']} Hz but the model "
+                f"expects {self.rate} Hz; fit the schema through polymodal.fit (it applies the encoder's preprocessing)"
+            )
+        self.feature_dim = int(model.config.hidden_size if self.model_type != "whisper" else model.config.d_model)
+        self.identity = _identity(source, allow_hub)
+        self._finish()
+
+    @classmethod
+    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+        source = resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what="hf_audio")
+        rate = _load_json(Path(source) / "preprocessor_config.json").get("sampling_rate", 16000)
+        return {"sample_rate": int(rate)}
+
+    def extract(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The model's own input features for a batch of waves (the library's feature extractor, on the CPU)."""
+        wave = inputs["wave"].detach().float().cpu().numpy()
+        length = inputs["length"].cpu().numpy()
+        clips = [np.ascontiguousarray(w[: max(int(n), 1)]) for w, n in zip(wave, length)]
+        if self.model_type == "whisper":
+            hop = int(self.extractor.hop_length)
+            feats = self.extractor(clips, sampling_rate=self.rate, return_tensors="pt", padding="max_length",
+                                   max_length=self.frames * hop, truncation=True)
+            return feats["input_features"]
+        return self.extractor(clips, sampling_rate=self.rate, return_tensors="pt")["input_values"]
+
+    def features(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        device = next(self.backbone.parameters()).device
+        feats = self.extract(inputs).to(device)
+        if self.model_type == "whisper":
+            x = self.backbone(input_features=feats).last_hidden_state.float()
+            hop = int(self.extractor.hop_length)
+            n = (inputs["length"].to(device).clamp_min(1) + 2 * hop - 1) // (2 * hop)  # encoder frames of the clip
+            mask = torch.arange(x.shape[1], device=device)[None] < n[:, None]
+            return self.pooled_features(x, mask)
+        out = self.backbone(input_values=feats)
+        x = out.last_hidden_state.float()
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
+        return self.pooled_features(x, mask, out.pooler_output.float())
+
+
+def _extractor(cls: Any, source: str, **defaults: Any) -> Any:
+    if (Path(source) / "preprocessor_config.json").exists():
+        return cls.from_pretrained(source, local_files_only=True)
+    return cls(**defaults)
