@@ -16,12 +16,17 @@ __version__ = "0.1.0"
 from .errors import DecodeError, PolymodalError, SchemaError  # noqa: E402
 from .types import Batch, FusionOutput, Tokens  # noqa: E402
 
-_LAZY = {"Model": "predictor", "fit": "predictor", "load": "predictor", "prepare": "predictor"}
+_LAZY = {"Model": "predictor", "fit": "predictor", "load": "predictor", "prepare": "predictor",
+         "AlignedModel": "align", "Index": "index"}
 
-__all__ = ["Batch", "DecodeError", "FusionOutput", "Model", "PolymodalError", "SchemaError", "Tokens", "fit", "load"]
+__all__ = ["AlignedModel", "Batch", "DecodeError", "Index", "align", "FusionOutput", "Model", "PolymodalError", "SchemaError", "Tokens", "fit", "load"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "align":  # the subpackage is callable: pm.align(table, modalities=[...], objective="siglip")
+        import importlib
+
+        return importlib.import_module(".align", __name__)
     if name in _LAZY:
         import importlib
 

@@ -108,12 +108,20 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, help="Write the metrics JSON here"),
     subsets: bool = typer.Option(True, help="Also score every non-empty subset of modalities"),
     on_error: str = typer.Option("raise", help="raise | missing"),
+    label: Optional[str] = typer.Option(None, help="Alignment runs: label column for class-level retrieval"),
 ) -> None:
-    """Metrics (accuracy, macro-F1, confusion matrix) plus accuracy for every subset of modalities."""
+    """Metrics (accuracy, macro-F1, confusion matrix) plus accuracy for every subset of modalities; for an
+    alignment run (`polymodal align`): R@1/5/10 and median rank in both directions, modality gap."""
     from .evaluate.report import metrics_table
     from .predictor import load
 
     def go():
+        from .align.model import is_align_run
+
+        if is_align_run(run):
+            from .cli_align import evaluate_align
+
+            return evaluate_align(run, data, out, label, on_error)
         model = load(run)
         res = model.evaluate(data, subsets=subsets, on_error=on_error)
         console.print(metrics_table(res, model.schema.task))
@@ -210,6 +218,11 @@ def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads 
             console.print(f"[bold]{name}[/]: {doc}")
 
     _run(go)
+
+
+from .cli_align import register as _register_align  # noqa: E402  (align, embed, index, search, zero-shot)
+
+_register_align(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -23,6 +23,12 @@ class ModelConfig:
     modality_dropout: float = 0.5  # per-sample probability of hiding each modality in training (>= 1 kept)
     aux_weight: float = 1.0  # weight of the unimodal auxiliary losses (one per modality, on its own vector)
     head_dropout: float = 0.1
+    # Alignment objective beside the task loss (polymodal/align/): "clip" | "siglip" | "symile" | ... or None.
+    # The loss is task + aux + align_weight x objective(per-modality projections into an embed_dim space).
+    align: str | None = None
+    align_weight: float = 1.0
+    align_options: dict[str, Any] = field(default_factory=dict)
+    embed_dim: int = 64
 
     def validate(self) -> None:
         if self.dim <= 0 or self.dim % 4:

@@ -23,6 +23,7 @@ class NetOutput:
     aux_logits: dict[str, Tensor]  # modality -> [B, n_out], from that modality's own vector
     fusion: FusionOutput
     present: dict[str, Tensor]  # the presence the fusion saw (after modality dropout)
+    align_loss: Tensor | None = None  # weighted alignment objective (training with ModelConfig.align only)
 
 
 def output_size(schema: Schema) -> int:
@@ -54,6 +55,7 @@ class MultimodalNet(nn.Module):
         n_out = output_size(schema)
         self.head = HEADS.build(schema.task, cfg.dim, n_out, dropout=cfg.head_dropout)
         self.aux_heads = nn.ModuleDict({m: nn.Linear(cfg.dim, n_out) for m in self.names})
+        self.align_head = _align_head(self.names, cfg)  # shared embedding space (ModelConfig.align), or None
 
     def encode(self, batch: Batch) -> dict[str, Tokens]:
         return {m: self.encoders[m](batch.inputs[m], batch.present[m]) for m in self.names}
@@ -61,13 +63,24 @@ class MultimodalNet(nn.Module):
     def forward(self, batch: Batch, modality_dropout: float = 0.0) -> NetOutput:
         tokens = self.encode(batch)
         present = {m: t.present for m, t in tokens.items()}
+        align_loss = None
+        if self.align_head is not None and self.training:  # on each modality's own tokens, true presence
+            align_loss = self.align_head.loss(self.align_head(tokens), present)
         if modality_dropout > 0:
             present = drop_modalities(present, modality_dropout)
             tokens = {m: t.with_present(present[m]) for m, t in tokens.items()}
         fused = self.fusion(tokens)
         logits = self.head(fused.pooled)
         aux = {m: self.aux_heads[m](v) for m, v in fused.per_modality.items()}
-        return NetOutput(logits=logits, aux_logits=aux, fusion=fused, present=present)
+        return NetOutput(logits=logits, aux_logits=aux, fusion=fused, present=present, align_loss=align_loss)
+
+
+def _align_head(names: list[str], cfg: ModelConfig) -> nn.Module | None:
+    if not cfg.align:
+        return None
+    from .align.head import AlignHead
+
+    return AlignHead(names, cfg.dim, cfg.embed_dim, cfg.align, cfg.align_options, weight=cfg.align_weight)
 
 
 def drop_modalities(present: dict[str, Tensor], p: float, generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -94,6 +94,13 @@ class Model:
         results["decode_report"] = report.to_dict()
         return results
 
+    def embed(self, data: Any, *, on_error: str = "raise") -> pd.DataFrame:
+        """Per-modality vectors in the shared space (``emb_<modality>``) and ``emb_fused``, for a model fitted with
+        an alignment objective (``fit(..., align="clip")``); see ``polymodal/align/``."""
+        from .align.embed import embed_table
+
+        return embed_table(self.schema, self.net, data, on_error=on_error)
+
     def _metrics(self, out: torch.Tensor, target: torch.Tensor, confusion: bool = True) -> dict[str, Any]:
         if self.schema.task == "classify":
             return classification_metrics(out, target, len(self.schema.classes), confusion=confusion)
@@ -129,7 +136,11 @@ class Model:
 
 
 def load(path: str | Path) -> Model:
-    """Load a model saved with ``Model.save`` (or ``polymodal fit --out``)."""
+    """Load a model saved with ``Model.save`` (``polymodal fit --out``), or an alignment run (``polymodal align``)."""
+    from .align.model import AlignedModel, is_align_run
+
+    if is_align_run(path):
+        return AlignedModel.load(path)
     return Model.load(path)
 
 

@@ -37,6 +37,9 @@ def training_loss(out: NetOutput, batch: Batch, task: str, aux_weight: float) ->
         if aux_terms:
             parts["aux"] = torch.stack(aux_terms).mean()
             loss = loss + aux_weight * parts["aux"]
+    if out.align_loss is not None:  # ModelConfig.align: contrastive objective, already weighted
+        parts["align"] = out.align_loss
+        loss = loss + out.align_loss
     if out.fusion.aux_loss is not None:
         parts["fusion_aux"] = out.fusion.aux_loss
         loss = loss + out.fusion.aux_loss

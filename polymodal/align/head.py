@@ -1,0 +1,105 @@
+"""``AlignHead``: per-modality projections into one shared space plus the contrastive objective.
+
+Each modality's vector comes from that modality's own encoder tokens only (masked mean, then a projection,
+then L2 normalisation), never from the fused tokens, so an audio embedding carries no information from the
+image it was paired with. The head is used by alignment runs (``AlignNet``) and by supervised models trained
+with an alignment objective beside the task loss (``ModelConfig.align``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..objectives import OBJECTIVES, AnchorLoss, PairwiseLoss, uniformity_alignment
+from ..types import Tokens
+
+PAIR_OBJECTIVES = ("clip", "siglip")
+
+
+def build_objective(name: str, n_modalities: int, options: Mapping[str, Any] | None = None) -> nn.Module:
+    """The objective module for ``n_modalities``; a pair loss over >= 3 modalities is averaged over all pairs."""
+    options = dict(options or {})
+    if n_modalities < 2:
+        raise ValueError(f"alignment needs at least 2 modalities, got {n_modalities}")
+    if name in PAIR_OBJECTIVES and n_modalities > 2:
+        return OBJECTIVES.build("pairwise", pair=name, **options)
+    return OBJECTIVES.build(name, **options)
+
+
+def make_projection(dim: int, embed_dim: int, kind: str) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(dim, embed_dim)
+    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embed_dim))
+
+
+class AlignHead(nn.Module):
+    def __init__(
+        self,
+        names: Sequence[str],
+        dim: int,
+        embed_dim: int,
+        objective: str = "clip",
+        objective_options: Mapping[str, Any] | None = None,
+        projection: str = "mlp",
+        weight: float = 1.0,
+        uniformity_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.names = list(names)
+        self.embed_dim = embed_dim
+        self.proj = nn.ModuleDict({m: make_projection(dim, embed_dim, projection) for m in self.names})
+        self.objective = build_objective(objective, len(self.names), objective_options)
+        self.weight, self.uniformity_weight = weight, uniformity_weight
+
+    def forward(self, tokens: Mapping[str, Tokens]) -> dict[str, Tensor]:
+        """L2-normalised ``[B, embed_dim]`` vectors per modality (zeros where the modality is absent)."""
+        out = {}
+        for m, t in tokens.items():
+            v = F.normalize(self.proj[m](t.pooled()), dim=-1)
+            out[m] = v * t.present[:, None].to(v.dtype)
+        return out
+
+    def loss(self, emb: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """``weight`` x the objective over the rows where the modalities it compares are present."""
+        return self.weight * alignment_loss(self.objective, emb, present, self.uniformity_weight)
+
+
+def alignment_loss(
+    objective: nn.Module, emb: Mapping[str, Tensor], present: Mapping[str, Tensor], uniformity_weight: float = 0.0
+) -> Tensor:
+    emb = dict(emb)
+    zero = sum(e.sum() for e in emb.values()) * 0.0
+    if isinstance(objective, (PairwiseLoss, AnchorLoss)):
+        loss = objective(emb, present=present)
+    else:  # clip / siglip on 2 modalities, symile on all: rows where every modality is present
+        rows = torch.stack([present[m] for m in emb], 0).all(0)
+        if int(rows.sum()) < 2:
+            loss = zero
+        elif len(emb) == 2 and not hasattr(objective, "negative_sampling"):
+            a, b = (emb[m][rows] for m in emb)
+            loss = objective(a, b)
+        else:
+            loss = objective({m: e[rows] for m, e in emb.items()})
+    if uniformity_weight > 0:
+        terms = []
+        for x, y in combinations(list(emb), 2):
+            both = present[x] & present[y]
+            if int(both.sum()) >= 2:
+                terms.append(uniformity_alignment(emb[x][both], emb[y][both]))
+        if terms:
+            loss = loss + uniformity_weight * torch.stack(terms).mean()
+    return loss
+
+
+def fuse(emb: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+    """The fused vector: the normalised mean of the present modalities' vectors (zeros if none is present)."""
+    w = torch.stack([present[m].to(next(iter(emb.values())).dtype) for m in emb], 0)  # [M, B]
+    stacked = torch.stack([emb[m] for m in emb], 0)  # [M, B, E]
+    mean = (stacked * w[..., None]).sum(0) / w.sum(0).clamp_min(1.0)[:, None]
+    return F.normalize(mean, dim=-1)
