@@ -72,6 +72,48 @@ class TransformerBlock(nn.Module):
         x = x + self.drop(self.attention(x, mask))
         return x + self.drop(self.mlp(self.norm2(x)))
 
+    def forward_reduce(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        size: Tensor | None = None,
+        reduce=None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The block with token reduction between attention and MLP (where ToMe merges).
+
+        * ``size[B, N]`` (tokens each token stands for) adds ToMe's proportional attention: ``log(size)`` on the
+          attention logits of each key. ``None``: plain attention (same as ``forward``).
+        * ``reduce(x, mask, size, metric, weights) -> (x, mask, size)`` runs after the attention residual;
+          ``metric[B, N, head_dim]`` are the keys averaged over heads (ToMe's similarity metric) and ``weights``
+          the head-averaged attention ``[B, N, N]`` when ``need_weights`` (else ``None``). Only a reducer that needs
+          weights (pruning) takes the explicit-softmax path; otherwise attention stays on SDPA.
+        Returns ``(x, mask, size)`` after the MLP, at the reduced token count.
+        """
+        b, n, d = x.shape
+        q, k, v = self.qkv_heads(self.norm1(x))
+        keys = key_mask(mask)
+        if size is not None:
+            bias = size.to(q.dtype).clamp_min(torch.finfo(q.dtype).tiny).log()[:, None, None, :]
+            attn_mask = bias.masked_fill(~keys, torch.finfo(q.dtype).min)
+        else:
+            attn_mask = keys
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            logits = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
+            logits = logits + attn_mask if attn_mask.dtype != torch.bool else logits.masked_fill(~attn_mask, -math.inf)
+            att = logits.softmax(-1)
+            weights = att.mean(1)
+            out = F.dropout(att, p) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        x = x + self.drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
+        if reduce is not None:
+            x, mask, size = reduce(x, mask, size, k.mean(1), weights)
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return x, mask, size
+
 
 def sinusoidal_positions(n: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
     """The fixed sin/cos position table of "Attention is all you need", ``[n, dim]``."""

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..blocks import SinusoidalPositions, TransformerBlock, check_heads, required_option, run_on_present
 from ..data.schema import ModalitySpec
+from ..tokens.budget import SizedTokens, encoder_stack
 from ..types import Tokens
 from .base import ENCODERS, Encoder
 
@@ -63,6 +64,11 @@ class AudioLogMel(Encoder):
         check_heads(dim, heads)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, dropout=dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
+        self.token_state = None  # set by tokens.budget.install_token_budget
+
+    @property
+    def supports_token_budget(self) -> bool:
+        return len(self.blocks) > 0
 
     def frame_mask(self, length: Tensor, n_frames: int) -> Tensor:
         """Frame ``f`` (centred at sample ``f * hop``) is real when it starts inside the clip; frame 0 always is."""
@@ -111,6 +117,9 @@ class AudioLogMel(Encoder):
         x = run_on_present(self, self._features, present, wave, length)
         mask = self.token_mask(length, x.shape[1])
         x = self.pos(x)
+        reduced = encoder_stack(self, self.blocks, x, mask)  # a token budget below 1 (1-D grid: pool over time)
+        if reduced is not None:
+            return SizedTokens(self.norm(reduced.x), reduced.mask, present, reduced.size)
         for block in self.blocks:
             x = block(x, mask)
         return Tokens(self.norm(x), mask, present)

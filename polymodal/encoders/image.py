@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..blocks import TransformerBlock, check_heads, required_option, run_on_present
 from ..data.schema import ModalitySpec
+from ..tokens.budget import SizedTokens, encoder_stack
 from ..types import Tokens
 from .base import ENCODERS, Encoder
 
@@ -50,13 +51,15 @@ class ImageConv(Encoder):
         layers: int = 1,
         heads: int = 4,
         dropout: float = 0.0,
+        stages: int | None = None,
     ) -> None:
         super().__init__(spec, dim)
         h, w = (int(s) for s in required_option(spec, "size", "image_conv"))
         channels = int(required_option(spec, "channels", "image_conv"))
         # Stride-2 stages: at least two (as for 28x28 -> 7x7), more until the grid is at most max_grid a side.
+        # ``stages`` fixes the number of stride-2 stages instead (1: a 14x14 grid, 196 tokens, for 28x28).
         n_down, gh, gw = 0, h, w
-        while n_down < 2 or max(gh, gw) > max_grid:
+        while (n_down < 2 or max(gh, gw) > max_grid) if stages is None else n_down < stages:
             if min(gh, gw) <= 1:
                 break
             gh, gw, n_down = _down(gh), _down(gw), n_down + 1
@@ -77,6 +80,11 @@ class ImageConv(Encoder):
         check_heads(dim, heads)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, dropout=dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim) if layers else nn.Identity()
+        self.token_state = None  # set by tokens.budget.install_token_budget
+
+    @property
+    def supports_token_budget(self) -> bool:
+        return len(self.blocks) > 0
 
     def _features(self, pixels: Tensor) -> Tensor:
         return self.proj(self.stem(pixels))
@@ -95,6 +103,9 @@ class ImageConv(Encoder):
             pos = F.interpolate(pos, size=(gh, gw), mode="bilinear", align_corners=False)
         x = self.drop((feats + pos).flatten(2).transpose(1, 2))  # [B, h*w, D], row-major over the grid
         mask = torch.ones(b, gh * gw, dtype=torch.bool, device=x.device)
+        reduced = encoder_stack(self, self.blocks, x, mask, grid=(gh, gw))
+        if reduced is not None:  # a token budget below 1: blocks with merge / prune / pool / zip
+            return SizedTokens(self.norm(reduced.x), reduced.mask, present, reduced.size)
         for block in self.blocks:
             x = block(x)  # every grid cell is real: no attention mask needed
         return Tokens(self.norm(x), mask, present)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..blocks import TransformerBlock, check_heads
+from ..tokens.budget import Segment, module_budget, run_stack, schedule_counts
 from ..types import FusionOutput, Tokens
 from .base import FUSIONS, Fusion
 
@@ -14,7 +15,13 @@ from .base import FUSIONS, Fusion
 class TransformerFusion(Fusion):
     """[fusion token, one "missing" token per modality, all modalities' tokens + modality-type embeddings] ->
     transformer blocks -> LayerNorm(fusion token). Absent modalities' tokens are masked out and their "missing"
-    token is real instead, so the model knows what is absent without seeing placeholder values."""
+    token is real instead, so the model knows what is absent without seeing placeholder values.
+
+    Token budgets (``tokens/budget.py``): the streams routed to the fusion (``token_modalities``) are reduced in
+    its blocks, each modality on its own schedule; the fusion token and the missing tokens are protected, and
+    pruning follows the fusion token's attention. Tokens that arrive with ``size`` (merged or pooled in an
+    encoder) get proportional attention when the budget asks for it.
+    """
 
     def __init__(
         self,
@@ -35,6 +42,8 @@ class TransformerFusion(Fusion):
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.unimodal = nn.ModuleDict({name: nn.Linear(dim, dim) for name in self.names})
+        self.token_state = None  # set by tokens.budget.install_token_budget
+        self.token_modalities: set[str] = set()
 
     def forward(self, tokens: dict[str, Tokens]) -> FusionOutput:
         ts = [tokens[m] for m in self.names]
@@ -50,9 +59,33 @@ class TransformerFusion(Fusion):
             mask.append(valid)
         x = torch.cat(seq, dim=1)
         mask = torch.cat(mask, dim=1)
-        for block in self.blocks:
-            x = block(x, mask)
+        x, mask = self._blocks(x, mask, ts, 1 + len(ts))
         pooled = self.norm(x[:, 0])
         per_modality = {m: self.unimodal[m](t.pooled()) for m, t in zip(self.names, ts)}
         fused = Tokens(x, mask, torch.ones(b, dtype=torch.bool, device=device))
         return FusionOutput(pooled=pooled, per_modality=per_modality, tokens=fused)
+
+    def _blocks(self, x, mask, ts: list[Tokens], protected: int):
+        state = self.token_state
+        sizes = [getattr(t, "size", None) for t in ts]
+        prop = state is not None and state.spec.use_prop_attn and any(s is not None for s in sizes)
+        budgets = {m: module_budget(self, m) for m in self.names if m in self.token_modalities}
+        if not prop and all(v is None for v in budgets.values()):
+            for block in self.blocks:
+                x = block(x, mask)
+            return x, mask
+        spec = state.spec
+        size = None
+        if prop:
+            ones = x.new_ones(x.shape[0], protected)
+            size = torch.cat([ones] + [x.new_ones(t.x.shape[:2]) if s is None else s.to(x.dtype) for t, s in zip(ts, sizes)], 1)
+        L = len(self.blocks)
+        segs = []
+        for m, t in zip(self.names, ts):
+            n = t.x.shape[1]
+            got = budgets.get(m)
+            counts = [n] * (L + 1) if got is None else schedule_counts(n, got[1], L, spec.schedule, spec.reducer)
+            segs.append(Segment(n, counts, None, m))
+        res = run_stack(self.blocks, x, mask, spec, segs, protected=protected, size=size, cls=True)
+        self.token_trace = res.trace
+        return res.x, res.mask

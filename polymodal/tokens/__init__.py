@@ -5,12 +5,22 @@ and returns ``(Tokens, size)`` where ``size[B, N_out]`` counts the original toke
 for (feed it back in for the next reduction, and to ``proportional_attention_bias``).
 
 ``REDUCERS`` maps a name to its primitive function (their signatures differ: merge takes ``r``, prune takes
-``scores`` and ``keep``, pool takes ``grid`` and ``factor``); the budget layer adapts them.
+``scores`` and ``keep``, pool takes ``grid`` and ``factor``); the budget layer (``budget.py``: ``TokenBudget``,
+``install_token_budget``, ``run_stack``) adapts them to one knob, with ``zip`` = prune with context tokens.
 """
 
 from polymodal.registry import Registry
 
-from .flops import attention_memory_bytes, layer_flops, merge_schedule, schedule_flops, token_counts
+from .budget import REDUCER_NAMES, SizedTokens, TokenBudget, install_token_budget, run_stack, schedule_counts
+from .flops import (
+    attention_memory_bytes,
+    count_flops,
+    layer_flops,
+    merge_schedule,
+    schedule_flops,
+    stack_costs,
+    token_counts,
+)
 from .merge import (
     bipartite_soft_matching,
     merge_source,
@@ -18,16 +28,28 @@ from .merge import (
     merge_wavg,
     proportional_attention_bias,
 )
-from .pool import pool_grid, pooled_grid
-from .prune import prune_by_importance
+from .pool import pool_grid, pool_shape, pool_to, pooled_grid
+from .prune import prune_by_importance, query_importance
 
 REDUCERS: Registry = Registry("token reducer")
 REDUCERS.register("merge")(merge_tokens)
 REDUCERS.register("prune")(prune_by_importance)
 REDUCERS.register("pool")(pool_grid)
+REDUCERS.register("zip")(prune_by_importance)  # VisionZip: prune_by_importance(..., context=k)
 
 __all__ = [
     "REDUCERS",
+    "REDUCER_NAMES",
+    "SizedTokens",
+    "TokenBudget",
+    "count_flops",
+    "install_token_budget",
+    "pool_shape",
+    "pool_to",
+    "query_importance",
+    "run_stack",
+    "schedule_counts",
+    "stack_costs",
     "attention_memory_bytes",
     "bipartite_soft_matching",
     "layer_flops",

@@ -15,17 +15,52 @@ from __future__ import annotations
 import math
 
 
-def layer_flops(n_tokens: int, dim: int, mlp_ratio: float, heads: int) -> int:
-    """FLOPs of one transformer layer over ``n_tokens`` tokens (see the module docstring for what counts)."""
+def layer_flops(n_tokens: int, dim: int, mlp_ratio: float, heads: int, n_out: int | None = None) -> int:
+    """FLOPs of one transformer layer over ``n_tokens`` tokens (see the module docstring for what counts).
+
+    ``n_out``: the token count after a reduction between attention and MLP (ToMe's place): the attention part
+    runs on ``n_tokens``, the MLP on ``n_out``.
+    """
     if dim % heads:
         raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-    n, d, hidden = n_tokens, dim, int(dim * mlp_ratio)
+    n, d, hidden = n_tokens, dim, int(round(dim * mlp_ratio))
+    m = n if n_out is None else n_out
     qkv = 2 * n * d * 3 * d
     scores = 2 * heads * n * n * (d // heads)
     weighted_sum = 2 * heads * n * n * (d // heads)
     out_proj = 2 * n * d * d
-    mlp = 2 * n * d * hidden + 2 * n * hidden * d
+    mlp = 2 * m * d * hidden + 2 * m * hidden * d
     return qkv + scores + weighted_sum + out_proj + mlp
+
+
+def stack_costs(
+    trace: list[tuple[int, int]], dim: int, mlp_ratio: float, heads: int, batch: int = 1, dtype_bytes: int = 4
+) -> list[dict[str, int]]:
+    """Per-layer cost of a stack from its token trace ``[(tokens in attention, tokens in MLP), ...]``.
+
+    Each entry: ``tokens_attn``, ``tokens_mlp``, ``flops`` (for ``batch`` samples) and ``attn_bytes`` (one
+    materialised ``[batch, heads, n, n]`` score matrix, the eager path's peak extra memory).
+    """
+    return [
+        {
+            "layer": i,
+            "tokens_attn": n_in,
+            "tokens_mlp": n_out,
+            "flops": batch * layer_flops(n_in, dim, mlp_ratio, heads, n_out),
+            "attn_bytes": attention_memory_bytes(n_in, heads, batch, dtype_bytes),
+        }
+        for i, (n_in, n_out) in enumerate(trace)
+    ]
+
+
+def count_flops(fn, *args, **kwargs) -> tuple[int, object]:
+    """Matrix-product FLOPs of one call, counted op by op by ``torch.utils.flop_counter`` (multiply-add = 2):
+    the whole forward, convolutions included. Returns ``(flops, fn's result)``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        out = fn(*args, **kwargs)
+    return int(counter.get_total_flops()), out
 
 
 def schedule_flops(dim: int, mlp_ratio: float, heads: int, token_counts: list[int]) -> int:

@@ -58,3 +58,62 @@ def pool_grid(
     cmask = _cell_sums(mask[:, protected:, None].to(x.dtype), grid, factor)[..., 0] > 0
     out = Tokens(torch.cat([x[:, :protected], cx], 1), torch.cat([mask[:, :protected], cmask], 1), tokens.present)
     return out, torch.cat([size[:, :protected], csize[..., 0].to(size.dtype)], 1)
+
+
+def pool_shape(grid: tuple[int, int], target: int) -> tuple[int, int]:
+    """The pooled grid ``(h', w')`` with ``h' * w'`` closest to ``target`` keeping the aspect ratio (h' <= h, w' <= w).
+
+    A 1-D sequence is the grid ``(1, n)``: it pools to ``(1, target)``.
+    """
+    h, w = grid
+    target = max(1, min(int(target), h * w))
+    if h == 1 or w == 1:
+        return (1, target) if h == 1 else (target, 1)
+    scale = (target / (h * w)) ** 0.5
+    best = None
+    for hp in {max(1, min(h, math.floor(h * scale))), max(1, min(h, math.ceil(h * scale)))}:
+        wp = max(1, min(w, round(target / hp)))
+        key = (abs(hp * wp - target), abs(hp / wp - h / w))
+        if best is None or key < best[0]:
+            best = (key, (hp, wp))
+    return best[1]
+
+
+def _bins(n: int, out: int, device) -> Tensor:
+    """``[out, n]`` 0/1 matrix: input ``j`` belongs to output bin ``floor(j * out / n)`` (contiguous, disjoint)."""
+    j = torch.arange(n, device=device)
+    return (torch.div(j * out, n, rounding_mode="floor")[None] == torch.arange(out, device=device)[:, None]).float()
+
+
+def pool_to(
+    tokens: Tokens,
+    grid: tuple[int, int],
+    out_grid: tuple[int, int],
+    protected: int = 0,
+    size: Tensor | None = None,
+) -> tuple[Tokens, Tensor]:
+    """Average-pool patch tokens on ``grid`` (row-major) to any smaller ``out_grid`` (M3-style nested budgets).
+
+    Each output cell averages a contiguous block of input rows x columns (blocks are disjoint, so ``size`` is
+    conserved exactly); the average is over real tokens weighted by ``size`` and a cell with no real token is
+    padding. ``out_grid == grid`` returns the input unchanged (exact no-op).
+    """
+    x, mask = tokens.x, tokens.mask
+    b, n, _ = x.shape
+    (h, w), (hp, wp) = grid, out_grid
+    if n != protected + h * w:
+        raise ValueError(f"pool_to: {n} tokens != protected {protected} + grid {h}x{w}")
+    if not (1 <= hp <= h and 1 <= wp <= w):
+        raise ValueError(f"pool_to: output grid {out_grid} must fit inside {grid}")
+    size = x.new_ones(b, n) if size is None else size.reshape(b, n)
+    if (hp, wp) == (h, w):
+        return tokens, size
+    p = torch.kron(_bins(h, hp, x.device), _bins(w, wp, x.device)).to(x.dtype)  # [h'w', hw]
+    real = mask[:, protected:]
+    weight = (size[:, protected:] * real)[..., None].to(x.dtype)
+    patches = torch.where(real[..., None], x[:, protected:], 0.0)
+    csize = p @ weight  # [B, h'w', 1]
+    cx = (p @ (patches * weight)) / csize.clamp_min(torch.finfo(x.dtype).tiny)
+    cmask = (p @ real[..., None].to(x.dtype))[..., 0] > 0
+    out = Tokens(torch.cat([x[:, :protected], cx], 1), torch.cat([mask[:, :protected], cmask], 1), tokens.present)
+    return out, torch.cat([size[:, :protected], csize[..., 0].to(size.dtype)], 1)

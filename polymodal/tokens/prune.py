@@ -87,3 +87,13 @@ def _contextual(x, metric, mask, size, dropped, k):
     xd = torch.where(real[..., None], _take(x, dropped), 0.0)  # padded values never leak in
     cx = onehot.transpose(1, 2) @ xd / csize.clamp_min(torch.finfo(x.dtype).tiny)[..., None]
     return cx, valid, csize.to(size.dtype)
+
+
+def query_importance(query: Tensor, keys: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Text/query-guided importance: softmax attention of ``query`` (``[B, D]`` or ``[B, Q, D]``) over ``keys[B, N, D]``,
+    averaged over the queries -> ``[B, N]`` (padded keys, ``mask=False``, get 0). Feed it to ``prune_by_importance``."""
+    q = query[:, None] if query.dim() == 2 else query
+    logits = (q.float() @ keys.float().transpose(1, 2)) * keys.shape[-1] ** -0.5  # [B, Q, N]
+    if mask is not None:
+        logits = logits.masked_fill(~(mask | ~mask.any(1, keepdim=True))[:, None], -torch.inf)
+    return logits.softmax(-1).mean(1)
