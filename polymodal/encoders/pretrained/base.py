@@ -182,9 +182,11 @@ class PretrainedEncoder(Encoder):
         b = int(present.shape[0])
         device = self.proj.weight.device
         rows = present.nonzero().flatten()
-        if len(rows) == 0:  # nothing to encode: one masked-in zero token per sample (ignored: present=False)
-            x = torch.zeros(b, 1, self.dim, device=device)
-            return Tokens(x, torch.ones(b, 1, dtype=torch.bool, device=device), present)
+        if len(rows) == 0:  # nothing present: encode one row only to get the usual token count (N)
+            with torch.no_grad():
+                feats, fmask = self.features({k: v[:1] for k, v in inputs.items()})
+            x = torch.zeros(b, feats.shape[1], self.dim, device=device)
+            return Tokens(x, torch.ones(b, feats.shape[1], dtype=torch.bool, device=device), present)
         sub = {k: v[rows] for k, v in inputs.items()}
         feats, fmask = self._encode_rows(sub)
         feats = feats.to(device=device, dtype=self.proj.weight.dtype)

@@ -175,9 +175,10 @@ class SentenceTransformer(_HFTextBase):
     def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
                  normalize: bool | None = None, max_len: int | None = None, pool: str | None = None,
                  **options: Any) -> None:
+        super().__init__(spec, dim, pool=pool, **options)
         source = resolve_source(path, allow_hub=allow_hub, what=type(self).__name__)
         st = read_sentence_transformer(source)
-        super().__init__(spec, dim, pool=pool or st["pool"], **options)
+        self.pool = pool or st["pool"]
         self.normalize = st["normalize"] if normalize is None else bool(normalize)
         self.backbone = load_hf(st["transformer"], allow_hub=allow_hub, what=type(self).__name__)
         cfg = self.backbone.config
@@ -367,7 +368,9 @@ class HFAudio(PretrainedEncoder):
         """The model's own input features for a batch of waves (the library's feature extractor, on the CPU)."""
         wave = inputs["wave"].detach().float().cpu().numpy()
         length = inputs["length"].cpu().numpy()
-        clips = [np.ascontiguousarray(w[: max(int(n), 1)]) for w, n in zip(wave, length)]
+        # The real part of each clip, zero-padded to at least one STFT window (a shorter clip has no frame).
+        least = int(getattr(self.extractor, "n_fft", 400))
+        clips = [np.pad(w[: max(int(n), 1)], (0, max(0, least - max(int(n), 1)))) for w, n in zip(wave, length)]
         if self.model_type == "whisper":
             hop = int(self.extractor.hop_length)
             feats = self.extractor(clips, sampling_rate=self.rate, return_tensors="pt", padding="max_length",

@@ -1,8 +1,11 @@
 """Text processor: vocabulary, ids, lengths; wrong cell types."""
 
+from pathlib import Path
 
 import pandas as pd
 import pytest
+
+import polymodal
 
 from polymodal.errors import DecodeError
 
@@ -47,3 +50,52 @@ def test_text_number_in_text_column():
     assert "expected text, got int" in str(info.value)
     _, present, ctx, _ = run("text", frame, on_error="missing")
     assert present.tolist() == [True, False, True] and ctx.report.errors == {"review": 1}
+
+
+# ------------------------------------------------------------------------------ a pretrained model's tokenizer
+def _tokenizer_folder(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import models, normalizers, pre_tokenizers, processors
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "!", "##s"]
+    tok = tokenizers.Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_text_with_a_pretrained_tokenizer(tmp_path):
+    folder = _tokenizer_folder(tmp_path)
+    train = ["The cats sat!", "the cat", "cat on the mat", "zebra"]
+    arrays, present, _, spec = run(
+        "text", ["The cats sat on the mat!", None, "zebra"], fit_cells=train, options={"tokenizer": str(folder)}
+    )
+    opts = spec.options
+    assert "vocab" not in opts and len(opts["tokenizer_sha256"]) == 64 and opts["max_len_cap"] == 512
+    assert opts["max_len"] == 7  # 95th percentile of [7, 4, 6, 3] tokens, [CLS] and [SEP] included
+    # truncation keeps the special tokens (the tokenizer truncates), padding is 0 beyond length
+    assert arrays["ids"][0].tolist() == [2, 4, 5, 10, 6, 7, 3] and arrays["length"].tolist() == [7, 0, 3]
+    assert arrays["ids"][2].tolist() == [2, 1, 3, 0, 0, 0, 0] and present.tolist() == [True, False, True]
+
+
+def test_text_tokenizer_cap_package_refs_and_changes(tmp_path):
+    folder = _tokenizer_folder(tmp_path)
+    arrays, _, _, spec = run("text", ["the cat sat on the mat"], options={"tokenizer": str(folder), "max_len_cap": 4})
+    assert spec.options["max_len"] == 4 and arrays["ids"][0].tolist() == [2, 4, 5, 3]
+    from polymodal.data.kinds.text import resolve_tokenizer
+    from polymodal.errors import SchemaError
+
+    assert resolve_tokenizer("package:polymodal/data") == Path(polymodal.__file__).parent / "data"
+    with pytest.raises(SchemaError, match="not installed"):
+        resolve_tokenizer("package:no_such_package_xyz/model")
+    with pytest.raises(SchemaError, match="never downloads"):
+        run("text", ["a"], options={"tokenizer": "bert-base-uncased", "max_len": 4})
+    # a changed tokenizer file is refused when decoding with the fitted schema
+    path = folder / "tokenizer.json"
+    path.write_text(path.read_text().replace('"mat"', '"hat"'))
+    with pytest.raises(SchemaError, match="differs"):
+        run("text", ["the mat"], options=dict(spec.options))
