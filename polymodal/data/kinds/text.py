@@ -119,12 +119,40 @@ class HFTokenizer:
         return [list(x) for x in self._auto(texts, **kw)["input_ids"]]
 
 
+class OpenClipTokenizer:
+    """open_clip's own tokenizer for an architecture (``tokenizer="open_clip:<model>"``; pip extra ``open_clip``)."""
+
+    def __init__(self, model: str) -> None:
+        try:
+            import open_clip
+        except ImportError as e:
+            raise SchemaError(
+                f"tokenizer 'open_clip:{model}' needs the open_clip package: pip install 'polymodal[open_clip]'"
+            ) from e
+        self.path, self.model = Path(model), model
+        self._tok = open_clip.get_tokenizer(model)
+        self._version = str(getattr(open_clip, "__version__", ""))
+
+    def sha256(self) -> str:
+        return hashlib.sha256(f"open_clip:{self.model}:{self._version}".encode()).hexdigest()
+
+    def encode(self, texts: list[str], max_len: int | None) -> list[list[int]]:
+        try:  # open_clip truncates to context_length itself, keeping the end-of-text token
+            ids = self._tok(texts, context_length=max_len) if max_len else self._tok(texts)
+        except TypeError:
+            ids = self._tok(texts)  # [B, context_length], 0 = padding
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        return [[int(t) for t in row if int(t) != 0][: max_len or None] for row in ids]
+
+
 @functools.lru_cache(maxsize=8)
 def _load_tokenizer(path: str, mtime: float) -> HFTokenizer:
     return HFTokenizer(Path(path))
 
 
-def get_tokenizer(ref: str) -> HFTokenizer:
+def get_tokenizer(ref: str) -> HFTokenizer | OpenClipTokenizer:
+    if str(ref).startswith("open_clip:"):
+        return OpenClipTokenizer(str(ref)[len("open_clip:") :])
     path = resolve_tokenizer(ref)
     return _load_tokenizer(str(path.resolve()), path.stat().st_mtime)
 

@@ -7,7 +7,7 @@ when it is missing. See ``base.py`` for the frozen / projection / saving design 
 cache.
 """
 
-from . import efficientnet, hf  # noqa: F401  (registration side effects)
+from . import efficientnet, hf, optional  # noqa: F401  (registration side effects)
 from .base import MissingExtraError, PretrainedEncoder
 from .cache import FeatureCache
 
