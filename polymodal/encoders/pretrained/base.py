@@ -120,6 +120,13 @@ class PretrainedEncoder(Encoder):
         """Freeze (or not), build the projection and the cache; call at the end of a subclass ``__init__``."""
         if self.pool not in POOLS:
             raise PolymodalError(f"{type(self).__name__}: pool must be one of {POOLS}, got {self.pool!r}")
+        want, source = self.spec.options.get("source_sha256"), getattr(self, "source", None)
+        if want and source and Path(source).exists() and fingerprint(source) != want:
+            raise PolymodalError(
+                f"{type(self).__name__} for modality {self.spec.name!r}: the weights at {source!r} differ from the "
+                "ones this schema was fitted with (source_sha256 mismatch); restore the original model files, or "
+                "refit the model"
+            )
         for p in self.backbone.parameters():
             p.requires_grad_(self.trainable)
         if not self.trainable:
@@ -136,8 +143,24 @@ class PretrainedEncoder(Encoder):
         raise NotImplementedError
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+        """What the modality's processor must produce for this backbone (size, tokenizer, sampling rate)."""
         return {}
+
+    @classmethod
+    def source_path(cls, **options: Any) -> str | None:
+        """The local file or folder holding the backbone's weights (None: from the hub)."""
+        return None
+
+    @classmethod
+    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+        """``processor_options`` plus ``source_sha256``, the content hash of the weights the run is fitted with:
+        a reloaded run refuses weights that changed since (see ``_finish``)."""
+        out = cls.processor_options(spec, **options)
+        source = cls.source_path(**options)
+        if source and Path(source).exists():
+            out["source_sha256"] = fingerprint(source)
+        return out
 
     # ---------------------------------------------------------------- nn.Module
     def train(self, mode: bool = True) -> "PretrainedEncoder":

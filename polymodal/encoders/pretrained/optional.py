@@ -81,11 +81,17 @@ class Timm(PretrainedEncoder):
         self.register_buffer("std", torch.tensor(data["std"]).view(1, -1, 1, 1), persistent=False)
         self.feature_dim = int(self.backbone.num_features)
         local = weights or (model[len("local-dir:"):] if model.startswith("local-dir:") else None)
+        self.source = local
         self.identity = (fingerprint(local) if local else f"hub:{model}") + f":timm:{model}"
         self._finish()
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def source_path(cls, **options: Any) -> str | None:
+        model = str(options.get("model") or "")
+        return options.get("weights") or (model[len("local-dir:"):] if model.startswith("local-dir:") else None)
+
+    @classmethod
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         timm = require("timm", "timm", what="encoder 'timm'")
         model = options.get("model")
         if not model:
@@ -149,11 +155,16 @@ class OpenClip(PretrainedEncoder):
             self.context_length = int(getattr(net, "context_length", 77))
         with torch.no_grad():
             self.feature_dim = int(self._embed(self._dummy()).shape[-1])
+        self.source = weights
         self.identity = (fingerprint(weights) if weights else f"hub:{model}:{pretrained}") + f":open_clip:{model}"
         self._finish()
 
     @classmethod
-    def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
+    def source_path(cls, **options: Any) -> str | None:
+        return options.get("weights")
+
+    @classmethod
+    def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         oc = require("open_clip", "open_clip", what="encoder 'open_clip'")
         model = options.get("model")
         if not model:

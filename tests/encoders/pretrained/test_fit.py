@@ -81,3 +81,21 @@ def test_frozen_training_moves_only_the_projection(tiny, tmp_path):
     opt, _ = build_optimizer(model.net, TrainConfig(), 10)
     ids = {id(p) for g in opt.param_groups for p in g["params"]}
     assert not any(id(p) in ids for p in enc.backbone.parameters())
+
+
+def test_reload_refuses_changed_weights(tiny, tmp_path):
+    import shutil
+
+    import transformers
+
+    folder = tmp_path / "bert-copy"
+    shutil.copytree(tiny("bert"), folder)
+    pm.fit(
+        table(), label="label", encoders={"caption": "hf_text"}, encoder_options={"caption": {"path": str(folder)}},
+        epochs=1, batch_size=16, dim=16, progress=False, out=tmp_path / "run",
+    )
+    pm.load(tmp_path / "run")  # unchanged: fine
+    torch.manual_seed(123)
+    transformers.BertModel(transformers.AutoConfig.from_pretrained(folder)).save_pretrained(folder)  # other weights
+    with pytest.raises(pm.PolymodalError, match="differ"):
+        pm.load(tmp_path / "run")

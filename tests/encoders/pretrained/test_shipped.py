@@ -39,7 +39,7 @@ def test_efficientnet_lite0_equals_the_package():
 
     spec = ModalitySpec("i", "image", ["i"], {})
     spec.options.update(ENCODERS.get("efficientnet_lite0").preprocessing(spec))
-    assert spec.options == {"size": [224, 224], "channels": 3}
+    assert spec.options["size"] == [224, 224] and spec.options["channels"] == 3 and "source_sha256" in spec.options
     enc = ENCODERS.build("efficientnet_lite0", spec, 32).eval()
     ref = build_lite0()  # the package's own network with the shipped weights, classifier included
     px = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
