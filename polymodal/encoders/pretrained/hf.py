@@ -152,7 +152,7 @@ class _Cfg:
 class HFText(_HFTextBase):
     """Hugging Face text encoder from a local folder: BERT-like (AutoModel) or a CLIP / SigLIP text tower."""
 
-    default_pool = "mean"
+    default_pool = None  # CLIP / SigLIP: 'pooler' (CLIP through its text projection); others: 'mean'
 
     def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
                  max_len: int | None = None, **options: Any) -> None:
@@ -163,6 +163,8 @@ class HFText(_HFTextBase):
         projection = getattr(model, "text_projection", None)  # CLIP: the text half of the shared space
         self.backbone = nn.ModuleDict({"tower": tower, "projection": projection or nn.Identity()})
         cfg = _text_config(model.config)
+        if self.pool is None:
+            self.pool = "pooler" if str(model.config.model_type).startswith(("clip", "siglip")) else "mean"
         self.pad_id = int(getattr(cfg, "pad_token_id", None) or 0)
         self.feature_dim = int(cfg.hidden_size)
         if self.pool == "pooler" and isinstance(projection, nn.Linear):

@@ -99,3 +99,26 @@ def test_reload_refuses_changed_weights(tiny, tmp_path):
     transformers.BertModel(transformers.AutoConfig.from_pretrained(folder)).save_pretrained(folder)  # other weights
     with pytest.raises(pm.PolymodalError, match="differ"):
         pm.load(tmp_path / "run")
+
+
+def test_fit_with_a_pretrained_image_tower(tiny, tmp_path):
+    """The encoder's image size reaches the processor (20x20 arrays are resized to the ViT's 30x30)."""
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for i in range(30):
+        img = (rng.random((20, 20, 3)) * 80).astype(np.uint8)
+        img[:, :10 if i % 2 else 20] += 150  # bright left half vs whole image
+        images.append(img)
+        labels.append("left" if i % 2 else "all")
+    frame = pd.DataFrame({"picture": images, "label": labels})
+    model = pm.fit(
+        frame, label="label", encoders={"picture": "hf_vision"},
+        encoder_options={"picture": {"path": str(tiny("vit"))}},
+        epochs=2, batch_size=8, dim=16, progress=False, out=tmp_path / "run",
+    )
+    opts = model.schema["picture"].options
+    assert opts["size"] == [30, 30] and opts["channels"] == 3
+    again = pm.load(tmp_path / "run")
+    np.testing.assert_allclose(
+        model.predict(frame).filter(like="proba_").values, again.predict(frame).filter(like="proba_").values, atol=1e-6
+    )

@@ -73,7 +73,8 @@ def test_tokenizer_matches_the_library_tokenizer(tiny):
 @pytest.mark.parametrize("family", ["clip", "siglip"])
 def test_clip_and_siglip_text_towers(tiny, family):
     folder = tiny(family)
-    enc, inputs, present = text_batch("hf_text", folder, pool="pooler")
+    enc, inputs, present = text_batch("hf_text", folder)  # default for CLIP / SigLIP: the pooled embedding
+    assert enc.pool == "pooler"
     ref = transformers.AutoModel.from_pretrained(folder).eval()
     with torch.no_grad():
         ids = torch.where(attention(inputs).bool(), inputs["ids"], torch.zeros_like(inputs["ids"]))
