@@ -156,6 +156,8 @@ class PretrainedEncoder(Encoder):
     def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         """``processor_options`` plus ``source_sha256``, the content hash of the weights the run is fitted with:
         a reloaded run refuses weights that changed since (see ``_finish``)."""
+        if cls.kind and spec.kind not in cls.kind:
+            return {}  # building the encoder then fails with the kinds it handles
         out = cls.processor_options(spec, **options)
         source = cls.source_path(**options)
         if source and Path(source).exists():
