@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -129,13 +130,14 @@ class PretrainedEncoder(Encoder):
             )
         for p in self.backbone.parameters():
             p.requires_grad_(self.trainable)
-        if not self.trainable:
-            self.backbone.eval()
+        self.backbone.train(self.trainable)  # unfrozen: dropout / BatchNorm behave as in any trainable module
         self.proj = nn.Linear(self.feature_dim, self.dim)
         self.register_state_dict_post_hook(_drop_frozen_backbone)
         self.register_load_state_dict_pre_hook(_fill_frozen_backbone)
         if not self.trainable:
             self.cache = open_cache(self._cache_option, f"{type(self).__name__}:{self.pool}:{self.identity}")
+            # Lightning warns about modules in eval mode when training starts; a frozen backbone is, on purpose.
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
     # ---------------------------------------------------------------- subclass API
     def features(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
