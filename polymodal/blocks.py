@@ -78,41 +78,69 @@ class TransformerBlock(nn.Module):
         mask: Tensor,
         size: Tensor | None = None,
         reduce=None,
-        need_weights: bool = False,
+        importance: str | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """The block with token reduction between attention and MLP (where ToMe merges).
 
         * ``size[B, N]`` (tokens each token stands for) adds ToMe's proportional attention: ``log(size)`` on the
           attention logits of each key. ``None``: plain attention (same as ``forward``).
-        * ``reduce(x, mask, size, metric, weights) -> (x, mask, size)`` runs after the attention residual;
-          ``metric[B, N, head_dim]`` are the keys averaged over heads (ToMe's similarity metric) and ``weights``
-          the head-averaged attention ``[B, N, N]`` when ``need_weights`` (else ``None``). Only a reducer that needs
-          weights (pruning) takes the explicit-softmax path; otherwise attention stays on SDPA.
+        * ``reduce(x, mask, size, metric, scores) -> (x, mask, size)`` runs after the attention residual;
+          ``metric[B, N, head_dim]`` are the keys averaged over heads (ToMe's similarity metric); ``scores[B, N]``
+          is the head-averaged attention of one query row when ``importance`` is ``"cls"`` (token 0's row, as in
+          [CLS]-guided pruning) or ``"mean"`` (the mean real query's row), else ``None``. Attention itself stays on
+          SDPA either way: only that one row is computed explicitly.
         Returns ``(x, mask, size)`` after the MLP, at the reduced token count.
         """
         b, n, d = x.shape
         q, k, v = self.qkv_heads(self.norm1(x))
-        keys = key_mask(mask)
-        if size is not None:
-            bias = size.to(q.dtype).clamp_min(torch.finfo(q.dtype).tiny).log()[:, None, None, :]
-            attn_mask = bias.masked_fill(~keys, torch.finfo(q.dtype).min)
-        else:
-            attn_mask = keys
+        attn_mask = self.attention_bias(mask, size, q.dtype)
         p = self.dropout if self.training else 0.0
-        weights = None
-        if need_weights:
-            logits = (q @ k.transpose(-1, -2)) * self.head_dim**-0.5
-            logits = logits + attn_mask if attn_mask.dtype != torch.bool else logits.masked_fill(~attn_mask, -math.inf)
-            att = logits.softmax(-1)
-            weights = att.mean(1)
-            out = F.dropout(att, p) @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        scores = self.query_scores(q, k, mask, attn_mask, importance) if importance else None
         x = x + self.drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
         if reduce is not None:
-            x, mask, size = reduce(x, mask, size, k.mean(1), weights)
+            x, mask, size = reduce(x, mask, size, k.mean(1), scores)
         x = x + self.drop(self.mlp(self.norm2(x)))
         return x, mask, size
+
+    @staticmethod
+    def attention_bias(mask: Tensor, size: Tensor | None, dtype=torch.float32) -> Tensor:
+        """SDPA mask: boolean key mask, or with ``size`` a float bias ``log(size)`` (padded keys: dtype's min)."""
+        keys = key_mask(mask)
+        if size is None:
+            return keys
+        bias = size.to(dtype).clamp_min(torch.finfo(dtype).tiny).log()[:, None, None, :]
+        return bias.masked_fill(~keys, torch.finfo(dtype).min)
+
+    def query_scores(self, q: Tensor, k: Tensor, mask: Tensor, attn_mask: Tensor, which: str) -> Tensor:
+        """Head-averaged attention ``[B, N]`` of token 0 (``"cls"``) or of the mean real query (``"mean"``)."""
+        if which == "cls":
+            qi = q[:, :, :1]
+        else:
+            w = mask.to(q.dtype)[:, None, :, None]
+            qi = (q * w).sum(2, keepdim=True) / w.sum(2, keepdim=True).clamp_min(1.0)
+        logits = (qi @ k.transpose(-1, -2)) * self.head_dim**-0.5  # [B, H, 1, N]
+        if attn_mask.dtype == torch.bool:
+            logits = logits.masked_fill(~attn_mask, -math.inf)
+        else:
+            logits = logits + attn_mask
+        return logits.softmax(-1).mean(1)[:, 0]
+
+    def input_scores(
+        self, x: Tensor, mask: Tensor, size: Tensor | None, importance: str | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Before the block runs: its keys (head mean, the merge metric) and optionally query scores, from
+        ``LN(x)`` through the block's own projections (no attention is computed)."""
+        b, n, d = x.shape
+        h = self.norm1(x)
+        w, bias = self.qkv.weight, self.qkv.bias
+        if importance is None:
+            k = F.linear(h, w[d : 2 * d], bias[d : 2 * d]).reshape(b, n, self.heads, self.head_dim)
+            return k.mean(2), None
+        qk = F.linear(h, w[: 2 * d], bias[: 2 * d]).reshape(b, n, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = qk[0], qk[1]
+        scores = self.query_scores(q, k, mask, self.attention_bias(mask, size, q.dtype), importance)
+        return k.mean(1), scores
 
 
 def sinusoidal_positions(n: int, dim: int, device=None, dtype=torch.float32) -> Tensor:

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .cli_tokens import REDUCER_HELP, TOKEN_BUDGET_HELP, apply_budget, budget_options
 from .errors import PolymodalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multimodal machine learning from a table of records.")
@@ -73,6 +74,8 @@ def fit(
     modality_dropout: float = typer.Option(0.5, help="Per-sample probability of hiding each modality in training"),
     seed: int = typer.Option(0),
     on_error: str = typer.Option("raise", help="Undecodable values: raise | missing (counted and reported)"),
+    token_budget: Optional[str] = typer.Option(None, help=TOKEN_BUDGET_HELP + " (train with it, too)"),
+    reducer: Optional[str] = typer.Option(None, help=REDUCER_HELP),
 ) -> None:
     """Train a model on a table and save it to --out."""
     from .predictor import fit as fit_
@@ -83,6 +86,7 @@ def fit(
             modalities=_parse_groups(group), use=_split(use),
             ignore=_split(ignore) or (), task=task, out=out, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim,
             modality_dropout=modality_dropout, seed=seed, on_error=on_error,
+            **budget_options(token_budget, reducer),
         )
         info = model.info
         console.print(f"[green]saved[/] {out}  ({model!r})")
@@ -109,6 +113,8 @@ def evaluate(
     subsets: bool = typer.Option(True, help="Also score every non-empty subset of modalities"),
     on_error: str = typer.Option("raise", help="raise | missing"),
     label: Optional[str] = typer.Option(None, help="Alignment runs: label column for class-level retrieval"),
+    token_budget: Optional[str] = typer.Option(None, help=TOKEN_BUDGET_HELP),
+    reducer: Optional[str] = typer.Option(None, help=REDUCER_HELP),
 ) -> None:
     """Metrics (accuracy, macro-F1, confusion matrix) plus accuracy for every subset of modalities; for an
     alignment run (`polymodal align`): R@1/5/10 and median rank in both directions, modality gap."""
@@ -122,7 +128,7 @@ def evaluate(
             from .cli_align import evaluate_align
 
             return evaluate_align(run, data, out, label, on_error)
-        model = load(run)
+        model = apply_budget(load(run), token_budget, reducer)
         res = model.evaluate(data, subsets=subsets, on_error=on_error)
         console.print(metrics_table(res, model.schema.task))
         if out:
@@ -223,6 +229,11 @@ def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads 
 from .cli_align import register as _register_align  # noqa: E402  (align, embed, index, search, zero-shot)
 
 _register_align(app)
+
+
+from .cli_tokens import register as _register_tokens  # noqa: E402
+
+_register_tokens(app, _run, console)  # bench tokens
 
 
 def main() -> None:  # pragma: no cover

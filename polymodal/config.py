@@ -29,10 +29,23 @@ class ModelConfig:
     align_weight: float = 1.0
     align_options: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 64
+    # Token budgets (polymodal/tokens/budget.py): keep this fraction of each stream's tokens (a float, or
+    # {modality: fraction}); 1.0 = off. ``reducer``: merge | prune | pool | zip. ``train_budgets``: sample one of
+    # these per training step (Matryoshka / M3). ``token_options``: schedule, where, prop_attn, context.
+    token_budget: float | dict[str, float] = 1.0
+    reducer: str = "merge"
+    train_budgets: list[float] = field(default_factory=list)
+    token_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.dim <= 0 or self.dim % 4:
             raise ConfigError(f"dim must be a positive multiple of 4, got {self.dim}")
+        from .tokens.budget import TokenBudget
+
+        try:
+            TokenBudget.from_config(self)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ConfigError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.aux_weight < 0:

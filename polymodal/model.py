@@ -14,6 +14,7 @@ from .data.schema import Schema
 from .encoders.base import DEFAULT_ENCODER, ENCODERS
 from .fusion.base import FUSIONS
 from .heads import HEADS
+from .tokens.budget import TokenBudget, begin_step, install_token_budget, reduce_at_boundary
 from .types import Batch, FusionOutput, Tokens
 
 
@@ -56,12 +57,14 @@ class MultimodalNet(nn.Module):
         self.head = HEADS.build(schema.task, cfg.dim, n_out, dropout=cfg.head_dropout)
         self.aux_heads = nn.ModuleDict({m: nn.Linear(cfg.dim, n_out) for m in self.names})
         self.align_head = _align_head(self.names, cfg)  # shared embedding space (ModelConfig.align), or None
+        install_token_budget(self, TokenBudget.from_config(cfg))  # token budget (tokens/budget.py); 1.0: no-op
 
     def encode(self, batch: Batch) -> dict[str, Tokens]:
         return {m: self.encoders[m](batch.inputs[m], batch.present[m]) for m in self.names}
 
     def forward(self, batch: Batch, modality_dropout: float = 0.0) -> NetOutput:
-        tokens = self.encode(batch)
+        begin_step(self)  # samples this step's token budget when training with random budgets
+        tokens = reduce_at_boundary(self, self.encode(batch))
         present = {m: t.present for m, t in tokens.items()}
         align_loss = None
         if self.align_head is not None and self.training:  # on each modality's own tokens, true presence

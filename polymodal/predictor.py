@@ -52,6 +52,28 @@ class Model:
     def modalities(self) -> list[str]:
         return self.schema.names
 
+    def with_token_budget(
+        self, budget: float | dict[str, float] = 0.5, reducer: str = "merge", **token_options: Any
+    ) -> "Model":
+        """A copy of this model that runs with a token budget (``tokens/budget.py``); this model is unchanged.
+
+        ``budget``: fraction of each modality's tokens to keep (or ``{"image": 0.25, "audio": 0.5}``); ``reducer``:
+        merge | prune | pool | zip; ``token_options``: ``schedule``, ``where``, ``prop_attn``, ``context``.
+        The copy shares nothing mutable with this model; ``save`` stores the budget with the run.
+        """
+        import copy
+        from dataclasses import replace
+
+        from .tokens.budget import TokenBudget, install_token_budget
+
+        opts = {**self.model_cfg.token_options, **token_options}
+        cfg = replace(self.model_cfg, token_budget=budget, reducer=reducer, token_options=opts)
+        cfg.validate()
+        net = copy.deepcopy(self.net)
+        install_token_budget(net, TokenBudget.from_config(cfg))
+        net.cfg = cfg
+        return Model(self.schema, cfg, self.train_cfg, net, dict(self.info))
+
     # ----------------------------------------------------------------- data
     def _dataset(self, data: Any, on_error: str, with_labels: bool) -> tuple[pd.DataFrame, DecodedDataset, DecodeReport]:
         return decode_for(self.schema, data, on_error=on_error, with_labels=with_labels, progress=self.train_cfg.progress)

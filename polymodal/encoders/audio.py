@@ -120,6 +120,7 @@ class AudioLogMel(Encoder):
         reduced = encoder_stack(self, self.blocks, x, mask)  # a token budget below 1 (1-D grid: pool over time)
         if reduced is not None:
             return SizedTokens(self.norm(reduced.x), reduced.mask, present, reduced.size)
+        self.token_trace = [(x.shape[1], x.shape[1])] * len(self.blocks)  # for FLOPs accounting
         for block in self.blocks:
             x = block(x, mask)
         return Tokens(self.norm(x), mask, present)

@@ -106,6 +106,7 @@ class ImageConv(Encoder):
         reduced = encoder_stack(self, self.blocks, x, mask, grid=(gh, gw))
         if reduced is not None:  # a token budget below 1: blocks with merge / prune / pool / zip
             return SizedTokens(self.norm(reduced.x), reduced.mask, present, reduced.size)
+        self.token_trace = [(x.shape[1], x.shape[1])] * len(self.blocks)  # for FLOPs accounting
         for block in self.blocks:
             x = block(x)  # every grid cell is real: no attention mask needed
         return Tokens(self.norm(x), mask, present)

@@ -71,6 +71,7 @@ class TransformerFusion(Fusion):
         prop = state is not None and state.spec.use_prop_attn and any(s is not None for s in sizes)
         budgets = {m: module_budget(self, m) for m in self.names if m in self.token_modalities}
         if not prop and all(v is None for v in budgets.values()):
+            self.token_trace = [(x.shape[1], x.shape[1])] * len(self.blocks)  # for FLOPs accounting
             for block in self.blocks:
                 x = block(x, mask)
             return x, mask

@@ -19,8 +19,8 @@ average, proportional attention ``log(size)`` in every later attention), ``prune
 ``pool`` (Matryoshka / M3: average pooling of the patch grid, or of the time axis, to the budget).
 
 Schedules (per stack of L blocks; the count after each reduction point, see ``schedule_counts``): ``"first"``
-(everything in block 0, after its attention), ``"input"`` (everything before block 0; ``prune``/``zip`` need
-attention, so for them it is ``"first"``), ``"constant"`` (the same number of tokens removed in each block, ToMe's
+(everything in block 0, after its attention), ``"input"`` (everything before block 0, with block 0's keys as the
+merge metric and its query scores as importance: no attention runs on the full count), ``"constant"`` (the same number of tokens removed in each block, ToMe's
 constant r), ``"decreasing"`` (r proportional to L, L-1, ..., 1), or a tuple of cumulative fractions of the
 reduction done after each block (length L) or before block 0 and after each block (length L + 1).
 
@@ -180,8 +180,6 @@ def schedule_counts(
     if layers == 0:
         fracs = [1.0]
     elif isinstance(schedule, str):
-        if schedule == "input" and reducer in ("prune", "zip"):
-            schedule = "first"  # importance needs an attention map
         if schedule == "input":
             fracs = [1.0] * (layers + 1)
         elif schedule == "first":
@@ -201,8 +199,6 @@ def schedule_counts(
             fracs = s
         else:
             raise ValueError(f"a schedule tuple needs {layers} (or {layers + 1}) entries for {layers} blocks, got {len(s)}")
-        if reducer in ("prune", "zip") and fracs[0] > 0:
-            fracs = [0.0] + [max(fracs[0], f) for f in fracs[1:]] if layers else [0.0]
     counts = [n - round(removed * f) for f in fracs]
     if reducer == "pool":
         g = grid or (1, n)
@@ -226,14 +222,11 @@ class Segment:
     name: str = ""
 
 
-def _importance(weights: Tensor | None, x: Tensor, mask: Tensor, sl: slice, cls: bool) -> Tensor:
-    """Per-token importance inside ``sl``: attention from token 0 (``cls``), else the mean attention a token
-    receives from the real queries, else (no attention map) the attention of the mean real token."""
-    if weights is not None:
-        if cls:
-            return weights[:, 0, sl]
-        q = mask.to(weights.dtype)[..., None]
-        return ((weights * q).sum(1) / q.sum(1).clamp_min(1.0))[:, sl]
+def _importance(scores: Tensor | None, x: Tensor, mask: Tensor, sl: slice) -> Tensor:
+    """Per-token importance inside ``sl``: the attention scores a block computed (from the [CLS]/fusion token, or
+    from the mean query), else (no block at hand) the attention of the mean real token over the tokens."""
+    if scores is not None:
+        return scores[:, sl]
     seg, m = x[:, sl], mask[:, sl]
     w = m.to(x.dtype)[..., None]
     query = (seg * w).sum(1) / w.sum(1).clamp_min(1.0)
@@ -284,8 +277,7 @@ def reduce_sequence(
     point: int,
     protected: int,
     metric: Tensor,
-    weights: Tensor | None,
-    cls: bool = False,
+    scores: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Reduce every segment of ``x = [protected | seg_0 | seg_1 | ...]`` to its count at ``point``; the protected
     prefix passes through untouched. Updates the segments' lengths and grids in place."""
@@ -301,7 +293,7 @@ def reduce_sequence(
         sl = slice(start, start + seg.n)
         start += seg.n
         tok = Tokens(x[:, sl], mask[:, sl], dummy)
-        imp = _importance(weights, x, mask, sl, cls) if spec.reducer in ("prune", "zip") else None
+        imp = _importance(scores, x, mask, sl) if spec.reducer in ("prune", "zip") else None
         out, s, seg.grid = reduce_segment(spec, tok, size[:, sl], seg.counts[point], seg.grid, metric[:, sl], imp)
         seg.n = out.x.shape[1]
         xs.append(out.x)
@@ -335,8 +327,13 @@ def run_stack(
     A block with nothing to reduce and no sizes to weigh runs its plain ``forward``.
     """
     prop = spec.use_prop_attn
-    weighted = spec.reducer in ("prune", "zip")
-    x, mask, size = reduce_sequence(spec, x, mask, size, segments, 0, protected, x, None, cls)
+    importance = ("cls" if cls else "mean") if spec.reducer in ("prune", "zip") else None
+    if any(s.counts[0] < s.n for s in segments):  # before block 0: block 0's own keys / query scores
+        if len(blocks):
+            metric, scores = blocks[0].input_scores(x, mask, size if prop else None, importance)
+        else:
+            metric, scores = x, None
+        x, mask, size = reduce_sequence(spec, x, mask, size, segments, 0, protected, metric, scores)
     trace = []
     for i, blk in enumerate(blocks):
         reduces = any(s.counts[i + 1] < s.n for s in segments)
@@ -344,17 +341,15 @@ def run_stack(
         if not reduces and (size is None or not prop):
             x = blk(x, mask)
         else:
-            holder = {}
+            holder = {"size": size}
 
-            def reduce(xx, mm, _ss, metric, weights, _i=i + 1):
-                xx, mm, s = reduce_sequence(spec, xx, mm, holder.get("size"), segments, _i, protected, metric,
-                                            weights, cls)
+            def reduce(xx, mm, _ss, metric, scores, _i=i + 1):
+                xx, mm, s = reduce_sequence(spec, xx, mm, holder["size"], segments, _i, protected, metric, scores)
                 holder["size"] = s
                 return xx, mm, s
 
-            holder["size"] = size
             x, mask, _ = blk.forward_reduce(
-                x, mask, size if prop else None, reduce if reduces else None, need_weights=reduces and weighted
+                x, mask, size if prop else None, reduce if reduces else None, importance if reduces else None
             )
             size = holder["size"]
         trace.append((n_in, x.shape[1]))

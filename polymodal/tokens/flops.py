@@ -56,9 +56,15 @@ def stack_costs(
 def count_flops(fn, *args, **kwargs) -> tuple[int, object]:
     """Matrix-product FLOPs of one call, counted op by op by ``torch.utils.flop_counter`` (multiply-add = 2):
     the whole forward, convolutions included. Returns ``(flops, fn's result)``."""
-    from torch.utils.flop_counter import FlopCounterMode
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    with FlopCounterMode(display=False) as counter:
+    def cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    # PyTorch's counter knows the CUDA attention kernels but not the CPU one: count it the same way.
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         out = fn(*args, **kwargs)
     return int(counter.get_total_flops()), out
 

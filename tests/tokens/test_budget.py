@@ -64,7 +64,7 @@ def test_schedule_counts_edge_cases():
     assert schedule_counts(64, 1.0, 3, "constant") == [64] * 4
     assert schedule_counts(10, 0.01, 1, "first") == [10, 1]  # never below one token
     assert schedule_counts(20, 0.5, 0, "first") == [10]  # no blocks: only the input point
-    assert schedule_counts(64, 0.5, 2, "input", "prune") == [64, 32, 32]  # prune needs an attention map
+    assert schedule_counts(64, 0.5, 2, "input", "prune") == [32, 32, 32]
     # pool: the exact pooled-grid sizes
     assert schedule_counts(49, 0.5, 1, "first", "pool", (7, 7)) == [49, 24]
     assert pool_shape((7, 7), 24) == (4, 6) and pool_shape((7, 7), 25) == (5, 5)
@@ -133,8 +133,8 @@ def test_protected_tokens_are_never_reduced(reducer):
     spec = TokenBudget(0.25, reducer)
     seg = Segment(16, schedule_counts(16, 0.25, 0, "input", reducer), None)
     metric = x
-    weights = torch.softmax(torch.randn(2, 19, 19, generator=g), -1) if reducer in ("prune", "zip") else None
-    out, m, s = reduce_sequence(spec, x, mask, None, [seg], 0, 3, metric, weights, cls=True)
+    scores = torch.softmax(torch.randn(2, 19, generator=g), -1) if reducer in ("prune", "zip") else None
+    out, m, s = reduce_sequence(spec, x, mask, None, [seg], 0, 3, metric, scores)
     assert torch.equal(out[:, :3], x[:, :3]) and torch.equal(m[:, :3], mask[:, :3])
     assert torch.equal(s[:, :3], torch.ones(2, 3))
     assert out.shape[1] == 3 + 4 and seg.n == 4
@@ -160,11 +160,27 @@ def test_batched_equals_per_sample(reducer):
 def test_prune_keeps_the_tokens_the_cls_token_attends_to():
     x = torch.randn(1, 1 + 6, 8)
     mask = torch.ones(1, 7, dtype=torch.bool)
-    w = torch.zeros(1, 7, 7)
-    w[0, 0, 1:] = torch.tensor([0.1, 0.5, 0.0, 0.3, 0.05, 0.05])  # from the [CLS] token
+    w = torch.zeros(1, 7)
+    w[0, 1:] = torch.tensor([0.1, 0.5, 0.0, 0.3, 0.05, 0.05])  # from the [CLS] token
     seg = Segment(6, [2], None)
-    out, m, s = reduce_sequence(TokenBudget(0.33, "prune"), x, mask, None, [seg], 0, 1, x, w, cls=True)
+    out, m, s = reduce_sequence(TokenBudget(0.33, "prune"), x, mask, None, [seg], 0, 1, x, w)
     assert torch.equal(out[0, 1:], x[0, [2, 4]])
+
+
+def test_query_scores_are_the_attention_rows():
+    block = blocks(1)[0]
+    x = torch.randn(2, 6, 16)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    with torch.no_grad():
+        q, k, _ = block.qkv_heads(block.norm1(x))
+        att = ((q @ k.transpose(-1, -2)) / block.head_dim**0.5).masked_fill(~mask[:, None, None], -torch.inf).softmax(-1)
+        cls = block.query_scores(q, k, mask, block.attention_bias(mask, None), "cls")
+        metric, scores = block.input_scores(x, mask, None, "cls")
+    torch.testing.assert_close(cls, att[:, :, 0].mean(1))
+    torch.testing.assert_close(scores, cls)
+    torch.testing.assert_close(metric, k.mean(1))
+    assert (cls[1, 4:] == 0).all()
 
 
 def test_pool_to_conserves_size_and_keeps_the_grid_layout():
@@ -193,7 +209,7 @@ def test_proportional_attention_equals_duplicated_tokens():
     torch.testing.assert_close(a, b[:, :4], atol=1e-5, rtol=1e-5)
 
 
-def test_forward_reduce_without_reduction_matches_forward_and_weights_path():
+def test_forward_reduce_without_reduction_matches_forward():
     block = blocks(1)[0]
     x = torch.randn(3, 7, 16)
     mask = torch.rand(3, 7) > 0.3
@@ -201,7 +217,7 @@ def test_forward_reduce_without_reduction_matches_forward_and_weights_path():
     with torch.no_grad():
         ref = block(x, mask)
         a, m, s = block.forward_reduce(x, mask)
-        b, _, _ = block.forward_reduce(x, mask, need_weights=True)
+        b, _, _ = block.forward_reduce(x, mask, importance="mean")
     torch.testing.assert_close(a, ref, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(b, ref, atol=1e-5, rtol=1e-5)
     assert s is None and torch.equal(m, mask)

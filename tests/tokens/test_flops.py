@@ -67,3 +67,42 @@ def test_merge_schedule_shapes():
     assert token_counts(100, rs)[-1] == 10 and all(r <= c // 2 for r, c in zip(rs, token_counts(100, rs)))
     # 8 -> 2 in 2 merges needs 4 + 2: the plan [3, 3] would leave only 5 -> 3 for the last merge
     assert merge_schedule(8, 2, 0.25) == [4, 2]
+
+
+def test_layer_flops_with_a_reduction_between_attention_and_mlp():
+    # N=4 -> 2 after attention, D=8, mlp_ratio=2: attention part on 4 tokens, MLP on 2
+    attn = 2 * 4 * 8 * 24 + 2 * 4 * 4 * 8 + 2 * 4 * 4 * 8 + 2 * 4 * 8 * 8  # 2560
+    mlp = 2 * 2 * 8 * 16 + 2 * 2 * 16 * 8  # 1024
+    assert layer_flops(4, 8, 2, 1, n_out=2) == attn + mlp == 3584
+    assert layer_flops(4, 8, 2, 1, n_out=4) == layer_flops(4, 8, 2, 1)
+
+
+def test_stack_costs_per_layer():
+    from polymodal.tokens import stack_costs
+
+    costs = stack_costs([(4, 2), (2, 2)], 8, 2, 2, batch=3)
+    assert [c["flops"] for c in costs] == [3 * 3584, 3 * layer_flops(2, 8, 2, 2)]
+    assert [c["attn_bytes"] for c in costs] == [3 * 2 * 16 * 4, 3 * 2 * 4 * 4]
+    assert costs[0]["tokens_attn"] == 4 and costs[0]["tokens_mlp"] == 2
+
+
+def test_counted_flops_match_the_analytic_count():
+    """The op-by-op counter (attention included) agrees with the hand formula, also for a reducing stack."""
+    import torch
+
+    from polymodal.blocks import TransformerBlock
+    from polymodal.tokens import TokenBudget, count_flops, run_stack, schedule_counts
+    from polymodal.tokens.budget import Segment
+
+    blocks = torch.nn.ModuleList(TransformerBlock(16, 4) for _ in range(2)).eval()
+    x, mask = torch.randn(2, 12, 16), torch.ones(2, 12, dtype=torch.bool)
+    with torch.no_grad():
+        flops, _ = count_flops(blocks[0], x, mask)
+        assert flops == 2 * layer_flops(12, 16, 2.0, 4)
+        spec = TokenBudget(0.5, "pool", schedule="first")
+        seg = Segment(12, schedule_counts(12, 0.5, 2, "first", "pool"))
+        flops, res = count_flops(run_stack, blocks, x, mask, spec, [seg])
+    assert res.trace == [(12, 6), (6, 6)]
+    analytic = 2 * (layer_flops(12, 16, 2.0, 4, n_out=6) + layer_flops(6, 16, 2.0, 4))
+    pool_matmuls = 2 * (2 * 6 * 12 * 16 + 2 * 6 * 12 * 1 + 2 * 6 * 12 * 1)  # cell sums of x, sizes and masks
+    assert flops == analytic + pool_matmuls

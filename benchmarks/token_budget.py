@@ -1,0 +1,130 @@
+"""Token budgets on av-digits: speed / accuracy / FLOPs for every reducer at 1, 0.75, 0.5, 0.25, 0.1.
+
+Model (chosen so that reduction matters, >= 64 tokens per sample): ``image_conv`` with one stride-2 stage
+(a 14x14 grid: 196 image tokens, stem width 8, one block), ``audio_logmel`` (~11 tokens, one block), a 2-layer
+``transformer`` fusion, dim 64, 4 heads; token budgets use ``schedule="input"`` (reduce before a stack's first
+block, with that block's keys / query scores). Trained ``EPOCHS`` epochs with the usual recipe (modality dropout,
+auxiliary losses, best of 10 % validation), two worker processes with 1 thread each:
+
+* ``full``: no budget. The curve is this model *off the shelf* at each budget (``trained_with_budget: false``);
+* ``merge_0.5``: trained with merge at budget 0.5 (the trained-with-budget answer to the 0.5 target);
+* ``pool_random``: Matryoshka / M3 training, one random pool budget from {1, 0.75, 0.5, 0.25, 0.1} per step;
+* ``pool_<b>``: trained with pool at budget b alone, for b in 0.75, 0.5, 0.25, 0.1.
+
+Timing: the encoder + fusion forward on a fixed batch of 128 test samples, 1 thread, alternating full and reduced
+``REPS`` times, best of each (ratios within one run). FLOPs: op-by-op count of that forward (convolutions,
+matmuls and attention; ``tokens/flops.py``), so ``flops_ratio`` = full / reduced for the same work the timer sees.
+Trained models are cached under ``runs/bench_tokens/`` (delete it to retrain).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from _common import ROOT, emit, setup
+
+EPOCHS = 5
+REPS = 7
+BUDGETS = (1.0, 0.75, 0.5, 0.25, 0.1)
+CONFIG = {
+    "dim": 64,
+    "encoder_options": {"image": {"stages": 1, "width": 8}},
+    "fusion_options": {"layers": 2},
+    "token_options": {"schedule": "input"},
+}
+RUNS = ROOT / "runs" / "bench_tokens"
+JOBS = {
+    "full": {},
+    "merge_0.5": {"token_budget": 0.5, "reducer": "merge"},
+    "pool_random": {"reducer": "pool", "train_budgets": list(BUDGETS)},
+    **{f"pool_{b}": {"token_budget": b, "reducer": "pool"} for b in BUDGETS[1:]},
+}
+
+
+def train_one(key: str) -> tuple[str, float]:
+    import torch
+
+    from polymodal.datasets import load_av_digits
+    from polymodal.predictor import fit
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    fit(load_av_digits("train"), "digit", epochs=EPOCHS, progress=False, out=RUNS / key, **CONFIG, **JOBS[key])
+    return key, time.perf_counter() - t0
+
+
+def train_all() -> dict[str, float]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    todo = [k for k in JOBS if not (RUNS / k / "weights.safetensors").exists()]
+    times = {}
+    if todo:
+        with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(train_one, k) for k in todo]):
+                k, s = fut.result()
+                times[k] = round(s, 1)
+                print(f"trained {k} in {s:.0f}s", file=sys.stderr, flush=True)
+    return times
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    train_s = train_all()
+    setup(threads=1)
+    from polymodal.datasets import load_av_digits
+    from polymodal.predictor import load
+    from polymodal.tokens.bench import REDUCERS, budget_curve
+
+    test = load_av_digits("test")
+    full = load(RUNS / "full")
+
+    def log(reducer, b, row):
+        print(f"{reducer:5s} {b:4}: acc {row['acc']:.3f}  x{row['throughput_ratio']:.2f} (flops x{row['flops_ratio']:.2f})"
+              f"  tokens {row['tokens']:.1f}", file=sys.stderr, flush=True)
+
+    res = budget_curve(full, test, BUDGETS, REDUCERS, batch_size=128, reps=REPS, log=log)
+    curve = {r: {b: {k: row[k] for k in ("acc", "throughput_ratio", "flops_ratio")} for b, row in rows.items()}
+             for r, rows in res["curve"].items()}
+    detail = {r: {b: {k: v for k, v in row.items() if k != "layers"} for b, row in rows.items()}
+              for r, rows in res["curve"].items()}
+
+    # Trained with the budget: merge at 0.5, and the pool models (random budgets vs each budget alone).
+    def acc_at(run: str, b: float, reducer: str) -> float:
+        m = load(RUNS / run).with_token_budget(b, reducer, schedule="input")
+        return float(m.evaluate(test, subsets=False)["metrics"]["accuracy"])
+
+    merge_trained = acc_at("merge_0.5", 0.5, "merge")
+    pool = {str(b): {"random_budgets": acc_at("pool_random", b, "pool"),
+                     "fixed_budget": acc_at("full" if b == 1.0 else f"pool_{b}", b, "pool")} for b in BUDGETS}
+    m05 = res["curve"]["merge"]["0.5"]
+    full_acc = res["full"]["acc"]
+    out = {
+        "tokens_full": res["tokens_full"],
+        "curve": curve,
+        "trained_with_budget": False,
+        "target_merge_0.5": {
+            "throughput_ratio": m05["throughput_ratio"],
+            "flops_ratio": m05["flops_ratio"],
+            "speedup_vs_flops": round(m05["throughput_ratio"] / m05["flops_ratio"], 3),
+            "acc_full": full_acc,
+            "acc_off_the_shelf": m05["acc"],
+            "acc_trained_with_budget": merge_trained,
+            "drop_points_off_the_shelf": round(100 * (full_acc - m05["acc"]), 2),
+            "drop_points_trained_with_budget": round(100 * (full_acc - merge_trained), 2),
+        },
+        "pool_random_vs_fixed": pool,
+        "detail": detail,
+        "full_layers": res["full"]["layers"],
+        "config": {**CONFIG, "epochs": EPOCHS, "batch_size_timed": res["batch_size"], "threads_timed": 1,
+                   "reps": REPS},
+        "train_s": train_s,
+        "total_s": round(time.perf_counter() - t0, 1),
+    }
+    emit("token_budget", out)
+
+
+if __name__ == "__main__":
+    main()

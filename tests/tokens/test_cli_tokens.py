@@ -1,0 +1,100 @@
+"""Token budgets end to end: the Python API (``with_token_budget``, ``fit(token_budget=...)``, save / load) and the
+CLI (``fit`` / ``evaluate --token-budget``, ``bench tokens``) on a small slice of av-digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+from polymodal.datasets import load_av_digits
+from polymodal.predictor import fit, load
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("avd_tokens")
+    res = runner.invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", "60"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train, test = load_av_digits("train", limit=60), load_av_digits("test", limit=30)
+    model = fit(train, "digit", epochs=1, dim=32, progress=False)
+    return model, test
+
+
+def _logits(model, test):
+    from polymodal.predictor import decode_for
+
+    _, ds, _ = decode_for(model.schema, test, progress=False)
+    return model._outputs(ds)
+
+
+def test_with_token_budget_returns_a_copy_and_leaves_the_original_alone(trained, tmp_path):
+    model, test = trained
+    before = _logits(model, test)
+    half = model.with_token_budget(0.5, reducer="merge")
+    assert half is not model and half.model_cfg.token_budget == 0.5 and model.model_cfg.token_budget == 1.0
+    assert half.net.encoders["image"].token_state is not None and model.net.encoders["image"].token_state is None
+    out = _logits(half, test)
+    assert torch.isfinite(out).all() and not torch.equal(out, before)
+    assert torch.equal(_logits(model, test), before)
+    assert torch.equal(_logits(model.with_token_budget(1.0), test), before)  # exact no-op
+    # the budget travels with a saved run; old runs (no token fields) load with the defaults
+    half.save(tmp_path / "half")
+    again = load(tmp_path / "half")
+    assert again.model_cfg.token_budget == 0.5 and torch.equal(_logits(again, test), out)
+    cfg = json.loads((tmp_path / "half" / "config.json").read_text())
+    for k in ("token_budget", "reducer", "train_budgets", "token_options"):
+        cfg["model"].pop(k)
+    (tmp_path / "half" / "config.json").write_text(json.dumps(cfg))
+    assert torch.equal(_logits(load(tmp_path / "half"), test), before)
+
+
+def test_per_modality_budget_and_bad_values(trained):
+    model, test = trained
+    m = model.with_token_budget({"image": 0.25}, reducer="pool")
+    assert torch.isfinite(_logits(m, test)).all()
+    with pytest.raises(ValueError, match="unknown modalities"):
+        model.with_token_budget({"video": 0.5})
+    with pytest.raises(ValueError, match="reducer"):
+        model.with_token_budget(0.5, reducer="magic")
+
+
+def test_fit_with_random_pool_budgets():
+    train = load_av_digits("train", limit=40)
+    model = fit(train, "digit", epochs=1, dim=32, progress=False, reducer="pool", train_budgets=[1.0, 0.5, 0.25])
+    assert model.model_cfg.train_budgets == [1.0, 0.5, 0.25]
+    assert model.net.token_state is not None and model.net.token_state.sampled in (1.0, 0.5, 0.25)
+
+
+def test_cli_fit_evaluate_and_bench_tokens(exported, tmp_path):
+    run = tmp_path / "m"
+    res = runner.invoke(app, ["fit", str(exported / "train.parquet"), "--label", "digit", "--out", str(run),
+                              "--epochs", "1", "--dim", "32", "--token-budget", "0.5", "--reducer", "merge"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "config.json").read_text())["model"]["token_budget"] == 0.5
+    res = runner.invoke(app, ["evaluate", str(run), str(exported / "test.parquet"), "--token-budget",
+                              "image=0.25,audio=0.5", "--reducer", "prune", "--out", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    assert "accuracy" in json.loads((tmp_path / "e.json").read_text())["metrics"]
+    res = runner.invoke(app, ["evaluate", str(run), str(exported / "test.parquet"), "--token-budget", "lots"])
+    assert res.exit_code == 2 and "--token-budget expects" in res.output
+    res = runner.invoke(app, ["bench", "tokens", str(run), str(exported / "test.parquet"), "--budgets", "1,0.5",
+                              "--reducers", "merge,pool", "--reps", "1", "--batch-size", "16",
+                              "--out", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "b.json").read_text())
+    assert set(out["curve"]) == {"merge", "pool"} and set(out["curve"]["merge"]) == {"1.0", "0.5"}
+    row = out["curve"]["merge"]["0.5"]
+    assert row["flops_ratio"] > 1.05 and row["tokens"] < out["tokens_full"]
+    assert out["curve"]["pool"]["1.0"]["flops_ratio"] == 1.0
+    assert "throughput" in res.output
