@@ -166,6 +166,7 @@ class HFText(_HFTextBase):
         if self.pool is None:
             self.pool = "pooler" if str(model.config.model_type).startswith(("clip", "siglip")) else "mean"
         self.pad_id = int(getattr(cfg, "pad_token_id", None) or 0)
+        self.pad_to = int(cfg.max_position_embeddings) if str(model.config.model_type).startswith("siglip") else 0
         self.feature_dim = int(cfg.hidden_size)
         if self.pool == "pooler" and isinstance(projection, nn.Linear):
             self.feature_dim = int(projection.out_features)
@@ -174,9 +175,16 @@ class HFText(_HFTextBase):
         self._finish()
 
     def _tower_forward(self, ids: Tensor, attn: Tensor) -> tuple[Tensor, Tensor | None]:
-        out = self.backbone["tower"](input_ids=ids, attention_mask=attn)
+        if self.pad_to:  # SigLIP was trained on text padded to its full length with no attention mask
+            n = ids.shape[1]
+            ids = nn.functional.pad(ids, (0, max(0, self.pad_to - n)), value=self.pad_id)
+            out = self.backbone["tower"](input_ids=ids)
+            x = out.last_hidden_state[:, :n]
+        else:
+            out = self.backbone["tower"](input_ids=ids, attention_mask=attn)
+            x = out.last_hidden_state
         pooled = getattr(out, "pooler_output", None)
-        return out.last_hidden_state, None if pooled is None else self.backbone["projection"](pooled)
+        return x, None if pooled is None else self.backbone["projection"](pooled)
 
 
 @ENCODERS.register("sentence_transformer")

@@ -18,6 +18,7 @@ TEXT = {"vocab": WORDS[:2] + WORDS[5:], "max_len": 12}  # ids stay inside the ti
 CASES = {
     "hf_text-bert": ("hf_text", "text", "bert", TEXT, {}),
     "hf_text-clip": ("hf_text", "text", "clip", TEXT, {"pool": "pooler"}),
+    "hf_text-siglip": ("hf_text", "text", "siglip", TEXT, {}),
     "hf_text-bert-tokens": ("hf_text", "text", "bert", TEXT, {"pool": "tokens"}),
     "sentence_transformer": ("sentence_transformer", "text", "st", TEXT, {}),
     "hf_vision-vit": ("hf_vision", "image", "vit", {"size": [30, 30], "channels": 3}, {}),

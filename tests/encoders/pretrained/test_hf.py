@@ -78,7 +78,10 @@ def test_clip_and_siglip_text_towers(tiny, family):
     ref = transformers.AutoModel.from_pretrained(folder).eval()
     with torch.no_grad():
         ids = torch.where(attention(inputs).bool(), inputs["ids"], torch.zeros_like(inputs["ids"]))
-        out = ref.text_model(input_ids=ids, attention_mask=attention(inputs))
+        if family == "clip":
+            out = ref.text_model(input_ids=ids, attention_mask=attention(inputs))
+        else:  # SigLIP's own usage: padding="max_length" (pad id 0 here, 40 positions), no attention mask
+            out = ref.text_model(input_ids=torch.nn.functional.pad(ids, (0, 40 - ids.shape[1])))
         want = out.pooler_output
         if family == "clip":
             want = ref.text_projection(want)  # the text half of CLIP's shared space
