@@ -1,4 +1,4 @@
-"""The ``polymodal`` command line: fit, evaluate, predict, demo, datasets, list."""
+"""The ``polymodal`` command line: fit, evaluate, predict, demo, datasets, list, compare, robustness, explain."""
 
 from __future__ import annotations
 
@@ -229,6 +229,11 @@ def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads 
 from .cli_align import register as _register_align  # noqa: E402  (align, embed, index, search, zero-shot)
 
 _register_align(app)
+
+
+from .cli_robustness import register as _register_robustness  # noqa: E402
+
+_register_robustness(app)  # compare, robustness, explain
 
 
 from .cli_tokens import register as _register_tokens  # noqa: E402

@@ -28,3 +28,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def xor_model():
+    """A small concat-fusion model trained once on ``tests.xor_data.xor_table`` (each modality carries one bit)."""
+    import polymodal as pm
+
+    from tests.xor_data import GROUPS, xor_table
+
+    return pm.fit(xor_table(), "y", fusion="concat", modalities=GROUPS, epochs=12, dim=16, batch_size=32,
+                  lr=5e-3, progress=False, seed=0)
+
+
+@pytest.fixture(scope="session")
+def xor_test_ds(xor_model):
+    from polymodal.predictor import decode_for
+
+    from tests.xor_data import xor_table
+
+    return decode_for(xor_model.schema, xor_table(200, seed=1), progress=False)[1]

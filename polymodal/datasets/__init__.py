@@ -8,6 +8,7 @@ preprocessing.
 from __future__ import annotations
 
 from .av_digits import export_av_digits, load_av_digits
+from .basicmotions import export_basicmotions, load_basicmotions
 
 DATASETS = {
     "av-digits": {
@@ -19,6 +20,15 @@ DATASETS = {
             "CC BY-SA 4.0 (FSDD) / CC BY-SA 3.0 (MNIST)."
         ),
     },
+    "basicmotions": {
+        "load": load_basicmotions,
+        "export": export_basicmotions,
+        "description": (
+            "BasicMotions (UEA archive): smart-watch accelerometer and gyroscope, two time-series modalities of "
+            "100 steps x 3 axes; 40 train / 40 test recordings of 4 activities, columns accel, gyro, activity. "
+            "BSD-3-Clause (sktime)."
+        ),
+    },
 }
 
-__all__ = ["DATASETS", "export_av_digits", "load_av_digits"]
+__all__ = ["DATASETS", "export_av_digits", "export_basicmotions", "load_av_digits", "load_basicmotions"]

@@ -12,10 +12,19 @@ from .base import FUSIONS, Fusion
 @FUSIONS.register("concat")
 class ConcatFusion(Fusion):
     """Per modality: masked-mean pool -> Linear -> LayerNorm = u_m, replaced by a learned per-modality "missing"
-    embedding where the sample lacks the modality; concat(u_m) -> MLP -> pooled."""
+    embedding where the sample lacks the modality; concat(u_m) -> MLP -> pooled.
 
-    def __init__(self, names: list[str], dim: int, *, dropout: float = 0.1, hidden: int | None = None) -> None:
+    ``missing="zero"`` replaces an absent modality's vector by zeros instead (zero imputation, MultiModN's
+    "P-Fusion" baseline): kept for robustness studies, since a zero vector is a value the model can confuse
+    with real content, unlike a learned embedding that only ever means "absent"."""
+
+    def __init__(
+        self, names: list[str], dim: int, *, dropout: float = 0.1, hidden: int | None = None, missing: str = "learned"
+    ) -> None:
         super().__init__(names, dim)
+        if missing not in ("learned", "zero"):
+            raise ValueError(f"concat missing= must be 'learned' or 'zero', got {missing!r}")
+        self.missing_mode = missing
         hidden = hidden or 2 * dim
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim)) for m in self.names})
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.randn(dim) * 0.02) for m in self.names})
@@ -28,6 +37,7 @@ class ConcatFusion(Fusion):
         for m in self.names:
             t = tokens[m]
             u = self.proj[m](t.pooled())
-            per_modality[m] = torch.where(t.present[:, None], u, self.missing[m].expand_as(u))
+            fill = self.missing[m].expand_as(u) if self.missing_mode == "learned" else torch.zeros_like(u)
+            per_modality[m] = torch.where(t.present[:, None], u, fill)
         pooled = self.mlp(torch.cat([per_modality[m] for m in self.names], dim=1))
         return FusionOutput(pooled=pooled, per_modality=per_modality)

@@ -198,3 +198,17 @@ def test_intermediary_grid_is_adaptive_pooling_of_real_tokens():
     absent = ~torch.stack([PRESENT[m] for m in NAMES], 1)
     assert (w.permute(0, 2, 1)[absent] == 0).all()
     torch.testing.assert_close(w.sum(-1), (~absent).any(1, keepdim=True).float().expand(-1, 4))
+
+
+def test_concat_zero_imputation_mode():
+    g = torch.Generator().manual_seed(5)
+    tokens = make_tokens(g)
+    zero = build("concat", missing="zero").eval()
+    out = run(zero, tokens)
+    for m in NAMES:
+        assert torch.all(out.per_modality[m][~PRESENT[m]] == 0)  # absent -> zeros, not a learned embedding
+        assert torch.all(out.per_modality[m][PRESENT[m]].abs().sum(1) > 0)
+    learned = run(build("concat").eval(), tokens)
+    assert not torch.allclose(learned.per_modality["a"][~PRESENT["a"]], out.per_modality["a"][~PRESENT["a"]])
+    with pytest.raises(ValueError, match="missing="):
+        build("concat", missing="mean")

@@ -1,0 +1,172 @@
+"""Per-modality contributions to each prediction: leave-one-modality-out deltas and exact Shapley values.
+
+The value of a coalition ``S`` of modalities for one row is the model's output for the row's predicted class (the
+class predicted with every modality) when only ``S`` is present -- the others are marked missing, which every
+fusion supports, so no retraining and no baseline input are needed. The empty coalition is worth the uniform
+probability ``1 / n_classes`` (regression: the training mean of the target). A modality absent from a row is never
+present in any coalition, so its contribution for that row is 0 (up to float round-off: encoders may run
+on different row subsets for different coalitions).
+
+* ``loo[m] = v(all) - v(all without m)``;
+* ``shapley[m] = sum over S not containing m of |S|! (M - |S| - 1)! / M! * (v(S + m) - v(S))`` -- exact, from the
+  ``2^M`` coalition values (M <= ``MAX_SHAPLEY``); the values add up to ``v(all) - v(empty)`` per row.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from math import factorial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.dataset import DecodedDataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..predictor import Model
+
+MAX_SHAPLEY = 5
+
+
+def coalition_values(model: "Model", ds: DecodedDataset) -> tuple[dict[frozenset, np.ndarray], np.ndarray]:
+    """``{coalition: value[N]}`` for every subset of modalities (the empty one included) and the predicted class
+    per row (regression: ``-1``)."""
+    names = model.modalities
+    classify = model.schema.task == "classify"
+    full = model._outputs(ds)
+    if classify:
+        pred = full.argmax(-1)
+        value = lambda out: out.softmax(-1).gather(1, pred[:, None])[:, 0].numpy()  # noqa: E731
+        empty = np.full(len(ds), 1.0 / len(model.schema.classes))
+    else:
+        pred = torch.full((len(ds),), -1)
+        stats = model.schema.target_stats or {"mean": 0.0, "std": 1.0}
+        value = lambda out: (out.float().reshape(-1) * stats["std"] + stats["mean"]).numpy()  # noqa: E731
+        empty = np.full(len(ds), float(stats["mean"]))
+    values: dict[frozenset, np.ndarray] = {frozenset(): empty}
+    for k in range(1, len(names) + 1):
+        for combo in combinations(names, k):
+            values[frozenset(combo)] = value(full if k == len(names) else model._outputs(ds, keep=combo))
+    return values, pred.numpy()
+
+
+def shapley_from_values(names: list[str], values: dict[frozenset, np.ndarray]) -> dict[str, np.ndarray]:
+    m = len(names)
+    out = {}
+    for name in names:
+        others = [x for x in names if x != name]
+        phi = np.zeros_like(values[frozenset()], dtype=np.float64)
+        for k in range(len(others) + 1):
+            weight = factorial(k) * factorial(m - k - 1) / factorial(m)
+            for combo in combinations(others, k):
+                s = frozenset(combo)
+                phi += weight * (values[s | {name}] - values[s])
+        out[name] = phi
+    return out
+
+
+def modality_attribution(model: "Model", ds: DecodedDataset, *, shapley: bool | None = None) -> dict[str, Any]:
+    """Per-row contributions (``loo`` and, for up to ``MAX_SHAPLEY`` modalities, ``shapley``) and the predicted
+    class; arrays are ``[N]`` numpy, keyed by modality."""
+    names = model.modalities
+    if shapley is None:
+        shapley = len(names) <= MAX_SHAPLEY
+    if shapley and len(names) > MAX_SHAPLEY:
+        raise ValueError(
+            f"exact Shapley values need 2^M model passes; {len(names)} modalities is more than {MAX_SHAPLEY}: "
+            "use leave-one-out (shapley=False)"
+        )
+    if shapley:
+        values, pred = coalition_values(model, ds)
+    else:  # only the coalitions leave-one-out needs: all, and all-but-one
+        classify = model.schema.task == "classify"
+        full = model._outputs(ds)
+        pred_t = full.argmax(-1) if classify else None
+
+        def value(out):
+            if classify:
+                return out.softmax(-1).gather(1, pred_t[:, None])[:, 0].numpy()
+            return out.float().reshape(-1).numpy()
+
+        everything = frozenset(names)
+        values = {everything: value(full)}
+        for n in names:
+            values[everything - {n}] = value(model._outputs(ds, keep=tuple(x for x in names if x != n)))
+        pred = pred_t.numpy() if classify else np.full(len(ds), -1)
+    everything = frozenset(names)
+    out: dict[str, Any] = {
+        "predicted": pred,
+        "value_all": values[everything],
+        "loo": {n: values[everything] - values[everything - {n}] for n in names},
+    }
+    if shapley:
+        out["shapley"] = shapley_from_values(names, values)
+        out["value_empty"] = values[frozenset()]
+    return out
+
+
+def per_class_summary(model: "Model", attribution: dict[str, Any], labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Mean contribution of each modality per class (the true class when ``labels`` are given, else the predicted
+    one), for every method present in ``attribution``."""
+    if model.schema.task != "classify":
+        return {}
+    groups = labels if labels is not None else attribution["predicted"]
+    summary: dict[str, Any] = {}
+    for method in ("shapley", "loo"):
+        if method not in attribution:
+            continue
+        per = {}
+        for c, cls in enumerate(model.schema.classes):
+            rows = np.asarray(groups) == c
+            if rows.any():
+                per[str(cls)] = {m: float(v[rows].mean()) for m, v in attribution[method].items()}
+        summary[method] = per
+    return summary
+
+
+def explain(
+    model: "Model", data: Any, *, shapley: bool | None = None, on_error: str = "raise"
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-row modality contributions for a table: (DataFrame indexed like the input with ``prediction`` and
+    ``<method>_<modality>`` columns, summary dict with the mean contribution per class).
+
+    A label column, if the table has one, groups the summary by true class; otherwise by predicted class."""
+    from ..data.labels import decode_predictions
+    from ..predictor import decode_for
+
+    with_labels = model.schema.label in _columns(data)
+    frame, ds, report = decode_for(model.schema, data, on_error=on_error, with_labels=with_labels,
+                                   progress=model.train_cfg.progress)
+    att = modality_attribution(model, ds, shapley=shapley)
+    method = "shapley" if "shapley" in att else "loo"
+    table = pd.DataFrame(index=frame.index)
+    if model.schema.task == "classify":
+        table["prediction"] = decode_predictions(model.schema, np.eye(len(model.schema.classes))[att["predicted"]])
+        table["probability"] = att["value_all"]
+    else:
+        table["prediction"] = att["value_all"]
+    for kind in ("shapley", "loo"):
+        if kind in att:
+            for m, v in att[kind].items():
+                table[f"{kind}_{m}"] = v
+    labels = None
+    if with_labels and ds.target is not None:
+        labels = ds.target[torch.as_tensor(ds.rows, dtype=torch.long)].numpy()
+    summary = {
+        "method": method,
+        "modalities": model.modalities,
+        "grouped_by": "true" if labels is not None else "predicted",
+        "mean_abs": {m: float(np.abs(v).mean()) for m, v in att[method].items()},
+        "per_class": per_class_summary(model, att, labels),
+        "decode_report": report.to_dict(),
+    }
+    return table, summary
+
+
+def _columns(data: Any) -> list[str]:
+    from ..data.table import read_table
+
+    frame, _ = read_table(data)
+    return list(frame.columns)
