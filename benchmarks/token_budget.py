@@ -96,6 +96,21 @@ def main() -> None:
         m = load(RUNS / run).with_token_budget(b, reducer, schedule="input")
         return float(m.evaluate(test, subsets=False)["metrics"]["accuracy"])
 
+    # Where the time goes (torch.profiler, self CPU ms per forward by op category) and where the FLOPs go.
+    from polymodal.data.dataset import make_loader
+    from polymodal.predictor import decode_for
+    from polymodal.tokens.bench import encode_fuse, profile_forward
+    from polymodal.tokens.flops import count_flops
+
+    _, ds, _ = decode_for(full.schema, test, progress=False)
+    batch = next(iter(make_loader(ds, 128, shuffle=False)))
+    half = full.with_token_budget(0.5, "merge", schedule="input")
+    profile, flops_by_op = {}, {}
+    for name, m in (("full", full.with_token_budget(1.0)), ("merge_0.5", half)):
+        profile[name] = profile_forward(m.net, batch)
+        count_flops(encode_fuse, m.net, batch)
+        flops_by_op[name] = {k: round(v / len(batch) / 1e6, 3) for k, v in count_flops.last_by_op.items()}
+
     merge_trained = acc_at("merge_0.5", 0.5, "merge")
     pool = {str(b): {"random_budgets": acc_at("pool_random", b, "pool"),
                      "fixed_budget": acc_at("full" if b == 1.0 else f"pool_{b}", b, "pool")} for b in BUDGETS}
@@ -116,6 +131,8 @@ def main() -> None:
             "drop_points_trained_with_budget": round(100 * (full_acc - merge_trained), 2),
         },
         "pool_random_vs_fixed": pool,
+        "profile_ms_per_batch": profile,
+        "mflops_per_sample_by_op": flops_by_op,
         "detail": detail,
         "full_layers": res["full"]["layers"],
         "config": {**CONFIG, "epochs": EPOCHS, "batch_size_timed": res["batch_size"], "threads_timed": 1,

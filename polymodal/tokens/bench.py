@@ -154,3 +154,32 @@ def plot_curve(res: dict[str, Any], path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+_CATEGORIES = (
+    ("attention", ("scaled_dot_product", "softmax")),
+    ("linear (matmul)", ("addmm", "aten::mm", "bmm", "matmul")),
+    ("convolution", ("conv",)),
+    ("stft / fft", ("fft", "stft")),
+    ("reduction bookkeeping (gather / scatter / sort / cat)", ("gather", "scatter", "sort", "cat", "index", "argmax",
+                                                               "max", "topk", "one_hot", "kron", "eq", "floor")),
+    ("norm / activation / elementwise", ("norm", "gelu", "add", "mul", "div", "sub", "where", "copy", "fill", "log",
+                                         "exp", "sqrt", "pow", "clamp", "bitwise", "masked", "mean", "sum", "neg")),
+)
+
+
+def profile_forward(net, batch, reps: int = 3) -> dict[str, float]:
+    """Self CPU milliseconds per forward (``encode_fuse``) by op category, from ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        encode_fuse(net, batch)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(reps):
+                encode_fuse(net, batch)
+    out: dict[str, float] = {}
+    for ev in prof.key_averages():
+        name = ev.key.lower()
+        cat = next((c for c, keys in _CATEGORIES if any(k in name for k in keys)), "other")
+        out[cat] = out.get(cat, 0.0) + ev.self_cpu_time_total / 1000 / reps
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}

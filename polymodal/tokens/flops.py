@@ -66,6 +66,7 @@ def count_flops(fn, *args, **kwargs) -> tuple[int, object]:
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         out = fn(*args, **kwargs)
+    count_flops.last_by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     return int(counter.get_total_flops()), out
 
 
