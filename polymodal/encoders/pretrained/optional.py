@@ -44,9 +44,7 @@ def _check_file(weights: str | None, what: str) -> str | None:
 def _create_timm(timm: Any, model: str, weights: str | None, allow_hub: bool) -> nn.Module:
     if weights:
         net = timm.create_model(model, pretrained=False, checkpoint_path=weights)
-    elif model.startswith("local-dir:"):
-        net = timm.create_model(model, pretrained=True)
-    elif allow_hub:
+    elif model.startswith("local-dir:") or allow_hub:
         net = timm.create_model(model, pretrained=True)
     else:
         raise PolymodalError(

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 import polymodal
-
 from polymodal.errors import DecodeError
 
 from ._helpers import assert_names, run

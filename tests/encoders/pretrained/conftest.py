@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-WORDS = (
-    "[PAD] [UNK] [CLS] [SEP] [MASK] a the cat dog sat on mat smiling face happy sad sun rain car red blue "
-    "##s ##ing ##ed , . !"
-).split()
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "the", "cat", "dog", "sat", "on", "mat", "smiling", "face", "happy", "sad", "sun", "rain", "car", "red", "blue", "##s", "##ing", "##ed", ",", ".", "!"]
 
 
 @pytest.fixture(autouse=True)

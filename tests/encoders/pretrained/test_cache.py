@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 
-import pytest
 import torch
 
 from polymodal.data.schema import ModalitySpec

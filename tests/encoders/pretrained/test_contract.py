@@ -8,8 +8,17 @@ import torch
 
 from polymodal.encoders import ENCODERS
 from polymodal.encoders.pretrained import PretrainedEncoder
-from tests.encoders.test_contract import B, DIM, PRESENT, assert_real_close, make_inputs, make_spec, perturb_padding, select
 from polymodal.types import Tokens
+from tests.encoders.test_contract import (
+    DIM,
+    PRESENT,
+    B,
+    assert_real_close,
+    make_inputs,
+    make_spec,
+    perturb_padding,
+    select,
+)
 
 from .conftest import WORDS
 

@@ -124,7 +124,7 @@ def test_timm_adapter(monkeypatch, tmp_path):
         got, _ = enc.features({"pixels": px})
         want = ref.forward_head(ref.forward_features(norm), pre_logits=True)
     torch.testing.assert_close(got[:, 0], want)  # the checkpoint's weights, timm's normalisation
-    assert enc(dict(pixels=px), torch.ones(2, dtype=torch.bool)).x.shape == (2, 1, 4)
+    assert enc({"pixels": px}, torch.ones(2, dtype=torch.bool)).x.shape == (2, 1, 4)
     assert list(enc.state_dict()) == ["proj.weight", "proj.bias"]
     with pytest.raises(PolymodalError, match="never downloads"):
         ENCODERS.build("timm", spec, 4, model="resnet50")
@@ -153,7 +153,7 @@ def test_open_clip_adapter(monkeypatch, tmp_path):
     frame = pd.DataFrame({"t": ["a red car", "the cat sat on a mat", None]})
     proc = get_processor("text")
     proc.fit(tspec, frame, DecodeContext())
-    arrays, present = proc.decode(tspec, frame, DecodeContext())
+    arrays, _ = proc.decode(tspec, frame, DecodeContext())
     assert arrays["length"].tolist() == [5, 8, 0] and arrays["ids"][0, 0] == 48 and arrays["ids"][0, 4] == 49
     txt = ENCODERS.build("open_clip", tspec, 4, model="fake", weights=w).eval()
     inputs = {k: torch.from_numpy(v) for k, v in arrays.items()}
