@@ -29,6 +29,7 @@ test: install
 bench: install
 	$(PY) benchmarks/fusion_gain.py
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/retrieval.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

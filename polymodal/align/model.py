@@ -32,12 +32,11 @@ from ..data.dataset import DecodedDataset
 from ..data.kinds.base import DecodeContext
 from ..data.schema import Schema, infer_schema
 from ..data.table import decode_table, fit_schema, read_table
+from ..encoders.base import apply_preprocessing
 from ..errors import PolymodalError, SchemaError
-from ..evaluate.retrieval import gap_report, pairwise_report
 from .config import AlignConfig
 from .embed import FUSED, decode_rows, embed_arrays, embed_dataset, embed_table, encode_values, modality_of_kind
 from .net import AlignNet
-from .train import train_align
 
 RUN_TYPE = "align"
 DEFAULT_TEMPLATES = ("{}",)
@@ -152,6 +151,8 @@ class AlignedModel:
     def evaluate(self, data: Any, *, label: str | None = None, on_error: str = "raise", gap_before: bool = True) -> dict:
         """Retrieval between every ordered pair of modalities (R@1/5/10, median rank; class-level with labels)
         and the modality gap after alignment and, with ``gap_before``, of the same net at initialisation."""
+        from ..evaluate.retrieval import gap_report, pairwise_report  # lazily: evaluate/ imports torchmetrics
+
         frame, base = read_table(data)
         label = label if label is not None else (self.schema.label if self.schema.label in frame.columns else None)
         if label is not None and label not in frame.columns:
@@ -265,6 +266,7 @@ def align(
             f"alignment needs at least 2 modalities; the table gives {schema.names}. "
             "Add another input column, or name two with modalities=[...]"
         )
+    apply_preprocessing(schema, acfg.encoders, acfg.encoder_options)  # e.g. a pretrained tokenizer / image size
     ctx = DecodeContext(base_dir=base_dir, on_error=tcfg.on_error)
     fit_schema(schema, frame, ctx, progress=tcfg.progress)
     ds = DecodedDataset(decode_table(schema, frame, ctx, progress=tcfg.progress))
@@ -287,6 +289,8 @@ def align(
         train_ds, val_ds = ds.subset(np.sort(idx[k:])), (ds.subset(np.sort(idx[:k])) if k else None)
     if ctx.report.n_errors:
         print(f"polymodal: {ctx.report.summary()}", file=sys.stderr)
+    from .train import train_align  # lazily: Lightning is only needed to train
+
     net = AlignNet(schema, acfg)
     decode_s = time.perf_counter() - t0
     t1 = time.perf_counter()

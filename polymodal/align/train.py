@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def train_align(
     val_loader = make_loader(val_ds, val_batch_size or train_cfg.batch_size, shuffle=False) if has_val else None
     from datetime import timedelta
 
-    with _quiet_lightning():
+    with _quiet_lightning(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen pretrained backbones
         trainer = L.Trainer(
             max_epochs=train_cfg.epochs,
             max_time=timedelta(minutes=train_cfg.max_minutes) if train_cfg.max_minutes else None,

@@ -5,8 +5,8 @@
   ``has_<name> = false``, so it is never returned), and any scalar metadata columns;
 * writes are atomic: every ``upsert`` / ``delete`` is one Lance commit (a new table version). A process killed
   mid-write leaves the previous version readable; a build that writes in chunks leaves the finished chunks;
-* search is exact (a flat scan) below ``ann_threshold`` rows or with ``exact=True``, approximate (IVF-PQ index per
-  vector column, re-ranked exactly: ``refine_factor``) above it; ``where`` is an SQL filter on metadata
+* search is exact (a flat scan) below ``ann_threshold`` rows or with ``exact=True``, approximate (IVF-HNSW-SQ index
+  per vector column, re-ranked exactly: ``refine_factor``) above it; ``where`` is an SQL filter on metadata
   (``"split = 'test'"``) applied before the vector search.
 """
 
@@ -165,18 +165,23 @@ class VectorStore:
         return before - t.count_rows()
 
     def create_ann(self, names: Sequence[str] | None = None, *, num_partitions: int | None = None) -> list[str]:
-        """Build an IVF-PQ index (cosine) on each vector column; returns the columns indexed."""
+        """Build an ANN index (IVF-HNSW-SQ, cosine) on each vector column; returns the columns indexed.
+
+        HNSW graphs inside a few IVF partitions (one per ~25k rows), 8-bit scalar-quantised vectors, re-ranked
+        exactly at query time (``refine_factor``). On 100k random 64-d unit vectors (a worst case: no cluster
+        structure) this keeps recall@10 >= 0.95 where IVF-PQ / IVF-flat at similar latency do not
+        (benchmarks/retrieval.py)."""
+        from lancedb.index import IvfHnswSq
+
         t = self.table
         if t is None:
             return []
         n = t.count_rows()
+        parts = num_partitions or max(1, min(16, n // 25_000))
         done = []
         for name in names or self.vector_names():
-            dim = t.schema.field(f"vec_{name}").type.list_size
-            parts = num_partitions or max(1, min(n // 256, int(round(math.sqrt(n)))))
-            sub = dim // 16 if dim % 16 == 0 and dim >= 32 else (dim // 8 if dim % 8 == 0 else 1)
-            t.create_index(metric="cosine", vector_column_name=f"vec_{name}", num_partitions=parts,
-                           num_sub_vectors=max(1, sub), index_type="IVF_PQ", replace=True)
+            t.create_index(f"vec_{name}", config=IvfHnswSq(distance_type="cosine", num_partitions=parts, m=16,
+                                                            ef_construction=100), replace=True)
             done.append(name)
         return done
 
@@ -195,8 +200,9 @@ class VectorStore:
         top_k: int = 10,
         where: str | None = None,
         exact: bool | None = None,
-        nprobes: int = 32,
-        refine_factor: int = 10,
+        nprobes: int = 16,
+        ef: int = 200,
+        refine_factor: int = 5,
     ) -> pd.DataFrame:
         """Rows nearest to ``vector`` in column ``vec_<name>`` (cosine), best first: id, score, metadata."""
         t = self.table
@@ -215,11 +221,11 @@ class VectorStore:
         if use_exact:
             q = q.bypass_vector_index()
         else:
-            q = q.nprobes(nprobes).refine_factor(refine_factor)
+            q = q.nprobes(nprobes).ef(ef).refine_factor(refine_factor)
         try:
             df = q.limit(top_k).to_pandas()
         except Exception as e:  # noqa: BLE001 - a bad filter reaches us as a LanceDB/DataFusion error
-            if where and ("where" in str(e).lower() or "filter" in str(e).lower() or "column" in str(e).lower() or "parse" in str(e).lower()):
+            if where:  # almost always the user's filter (unknown column, bad SQL)
                 raise IndexError_(f"cannot apply --where {where!r}: {str(e).splitlines()[0]}. Metadata columns: {self.metadata_columns()}") from None
             raise
         df = df.drop(columns=[c for c in df.columns if c.startswith(("vec_", "has_"))])

@@ -1,0 +1,118 @@
+"""The shared-embedding CLI on real data: align -> embed -> index build -> search -> evaluate -> zero-shot.
+
+av-digits (exported to PNG / WAV / Parquet) for audio <-> image; a slice of the emoji set for text."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from polymodal.cli import app
+
+runner = CliRunner()
+
+
+def flat(res) -> str:
+    """The output without Rich's line wrapping."""
+    return " ".join(res.output.split())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("avd")
+    res = runner.invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", "60"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_align_embed_index_search_evaluate(exported, tmp_path):
+    run, idx = tmp_path / "emb", tmp_path / "idx"
+    res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--modalities", "image,audio", "--label", "digit",
+                              "--objective", "siglip", "--out", str(run), "--epochs", "2", "--dim", "32",
+                              "--embed-dim", "16", "--batch-size", "32"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "config.json").read_text())["run_type"] == "align"
+
+    res = runner.invoke(app, ["embed", str(run), str(exported / "test.parquet"), "--out", str(tmp_path / "e.parquet")])
+    assert res.exit_code == 0, res.output
+    emb = pd.read_parquet(tmp_path / "e.parquet")
+    assert list(emb.columns) == ["emb_image", "emb_audio", "emb_fused"] and len(emb) == 60
+    assert np.allclose(np.linalg.norm(np.stack(emb.emb_image), axis=1), 1, atol=1e-5)
+
+    test = pd.read_parquet(exported / "test.parquet")
+    test["split"] = ["a" if i % 2 else "b" for i in range(len(test))]
+    test.to_parquet(exported / "test_meta.parquet")
+    res = runner.invoke(app, ["index", "build", str(run), str(exported / "test_meta.parquet"), "--index", str(idx)])
+    assert res.exit_code == 0, res.output
+    assert "60 rows (60 added" in flat(res)
+    res = runner.invoke(app, ["index", "build", str(run), str(exported / "test_meta.parquet"), "--index", str(idx)])
+    assert "0 added, 0 updated, 60 unchanged" in flat(res)
+
+    query = exported / test.audio.iloc[0]
+    res = runner.invoke(app, ["search", str(idx), "--audio", str(query), "--top-k", "3", "--where", "split = 'a'", "--json"])
+    assert res.exit_code == 0, res.output
+    hits = [json.loads(line) for line in res.output.strip().splitlines()]
+    assert len(hits) == 3 and all(h["split"] == "a" for h in hits) and "image" in hits[0]
+    res = runner.invoke(app, ["search", str(idx), "--text", "seven"])
+    assert res.exit_code == 2 and "no text modality" in flat(res)
+    res = runner.invoke(app, ["search", str(idx), "--audio", str(query), "--where", "nonexistent = 1"])
+    assert res.exit_code == 2 and "--where" in flat(res)
+
+    res = runner.invoke(app, ["evaluate", str(run), str(exported / "test.parquet"), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert set(rep["retrieval"]) == {"image->audio", "audio->image"}
+    assert {"instance", "class"} <= set(rep["retrieval"]["audio->image"])
+    assert "before" in rep["modality_gap"] and "modality gap image|audio" in flat(res)
+
+    res = runner.invoke(app, ["zero-shot", str(run), str(exported / "test.parquet"), "--support",
+                              str(exported / "train.parquet"), "--label", "digit", "--modality", "audio",
+                              "--out", str(tmp_path / "z.csv")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "z.csv")) == 60
+    res = runner.invoke(app, ["zero-shot", str(run), str(exported / "test.parquet"), "--labels", "a,b"])
+    assert res.exit_code == 2 and "no text modality" in flat(res)
+
+
+def _png(img) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_text_query_and_zero_shot_labels_on_emoji(shared_data, tmp_path):
+    z = np.load(shared_data / "emoji" / "emoji_google_64.npz")
+    keep = np.isin(z["category"], ["Flags", "Food & Drink"])
+    rows = np.flatnonzero(keep)[::4][:80]
+    df = pd.DataFrame({"image": [_png(img) for img in z["images"][rows]], "name": z["name"][rows].tolist(),
+                       "category": z["category"][rows].tolist()})
+    df.to_parquet(tmp_path / "emoji.parquet")
+    run = tmp_path / "emb"
+    res = runner.invoke(app, ["align", str(tmp_path / "emoji.parquet"), "--kinds", "name=text", "--label", "category",
+                              "--out", str(run), "--epochs", "2", "--dim", "32", "--embed-dim", "16"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["zero-shot", str(run), str(tmp_path / "emoji.parquet"), "--labels", "flag,food",
+                              "--templates", "{}|a {} emoji", "--out", str(tmp_path / "z.jsonl")])
+    assert res.exit_code == 0, res.output
+    z = pd.read_json(tmp_path / "z.jsonl", lines=True)
+    assert set(z.prediction) <= {"flag", "food"} and {"score_flag", "score_food"} <= set(z.columns)
+    res = runner.invoke(app, ["index", "build", str(run), str(tmp_path / "emoji.parquet"), "--index", str(tmp_path / "i")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["search", str(tmp_path / "i"), "--text", "flag", "-k", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(res.output.strip().splitlines()) == 2
+
+
+def test_align_errors(exported, tmp_path):
+    res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--modalities", "image", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "at least 2 modalities" in flat(res)
+    res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--objective", "nope", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown alignment objective" in flat(res)
+    res = runner.invoke(app, ["search", str(tmp_path / "nothing"), "--text", "x"])
+    assert res.exit_code == 2 and "not a polymodal index" in flat(res)
