@@ -203,7 +203,13 @@ class PretrainedEncoder(Encoder):
         with torch.no_grad():
             if self.cache is None:
                 return self.features(inputs)
-            return self.cache.lookup(inputs, self.features)
+            x, mask = self.cache.lookup(inputs, self.features)
+        if self.pool == "tokens" and "ids" in inputs and x.shape[1] != inputs["ids"].shape[1]:
+            # token features of text cached from a batch of another padded width: match this batch's width
+            n = inputs["ids"].shape[1]
+            x = nn.functional.pad(x, (0, 0, 0, max(0, n - x.shape[1])))[:, :n]
+            mask = nn.functional.pad(mask, (0, max(0, n - mask.shape[1])))[:, :n]
+        return x, mask
 
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:
         b = int(present.shape[0])

@@ -123,3 +123,15 @@ def test_concurrent_writers_and_readers(tmp_path):
 def test_open_cache_options(tmp_path):
     assert open_cache(False, "m") is None
     assert isinstance(open_cache(str(tmp_path), "m"), FeatureCache)
+
+
+def test_text_tokens_from_the_cache_match_the_batch_width(tiny):
+    spec = ModalitySpec("t", "text", ["t"], {"max_len": 12})
+    enc = ENCODERS.build("hf_text", spec, 16, path=str(tiny("bert")), pool="tokens").eval()
+    ids = torch.tensor([[2, 6, 7, 3, 0, 0, 0, 0]])
+    length = torch.tensor([4])
+    narrow = enc({"ids": ids[:, :5], "length": length}, torch.ones(1, dtype=torch.bool))
+    wide = enc({"ids": ids, "length": length}, torch.ones(1, dtype=torch.bool))  # same row key: a cache hit
+    assert enc.cache.hits == 1 and narrow.x.shape[1] == 5 and wide.x.shape[1] == 8
+    torch.testing.assert_close(wide.x[:, :4], narrow.x[:, :4], atol=1e-6, rtol=0)
+    assert wide.mask[0].tolist() == [True] * 4 + [False] * 4
