@@ -76,6 +76,8 @@ def fit(
     on_error: str = typer.Option("raise", help="Undecodable values: raise | missing (counted and reported)"),
     token_budget: Optional[str] = typer.Option(None, help=TOKEN_BUDGET_HELP + " (train with it, too)"),
     reducer: Optional[str] = typer.Option(None, help=REDUCER_HELP),
+    align: Optional[str] = typer.Option(None, help="Also align modalities (clip | siglip | symile | ...): classify and retrieve"),
+    align_weight: float = typer.Option(1.0, help="Weight of the alignment objective in the loss"),
 ) -> None:
     """Train a model on a table and save it to --out."""
     from .predictor import fit as fit_
@@ -87,6 +89,7 @@ def fit(
             ignore=_split(ignore) or (), task=task, out=out, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim,
             modality_dropout=modality_dropout, seed=seed, on_error=on_error,
             **budget_options(token_budget, reducer),
+            **({"align": align, "align_weight": align_weight} if align else {}),
         )
         info = model.info
         console.print(f"[green]saved[/] {out}  ({model!r})")

@@ -116,3 +116,14 @@ def test_align_errors(exported, tmp_path):
     assert res.exit_code == 2 and "unknown alignment objective" in flat(res)
     res = runner.invoke(app, ["search", str(tmp_path / "nothing"), "--text", "x"])
     assert res.exit_code == 2 and "not a polymodal index" in flat(res)
+
+
+def test_fit_with_align_then_embed(exported, tmp_path):
+    run = tmp_path / "m"
+    res = runner.invoke(app, ["fit", str(exported / "train.parquet"), "--label", "digit", "--fusion", "concat",
+                              "--out", str(run), "--epochs", "1", "--dim", "32", "--align", "clip", "--align-weight", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "config.json").read_text())["model"]["align"] == "clip"
+    res = runner.invoke(app, ["embed", str(run), str(exported / "test.parquet"), "--out", str(tmp_path / "e.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_json(tmp_path / "e.jsonl", lines=True)) == 60
