@@ -252,6 +252,9 @@ def reduce_segment(
         cur, m = tokens, metric
         while cur.x.shape[1] > target:
             k = min(cur.x.shape[1] - target, cur.x.shape[1] // 2)
+            if k == cur.x.shape[1] - target:  # last round: the metric need not be carried along
+                cur, size = merge_tokens(cur, k, metric=m, size=size)
+                break
             joint = Tokens(torch.cat([cur.x, m.to(cur.x.dtype)], -1), cur.mask, cur.present)
             out, size = merge_tokens(joint, k, metric=m, size=size)
             if out.x.shape[1] == cur.x.shape[1]:
