@@ -64,8 +64,8 @@ def progress(name: str):
 
     def done(r: dict) -> None:
         print(f"  {r['key']}: {r['score']:.3f} ({r['train_s']:.0f}s)", flush=True)
-        with log.open("a") as f:
-            f.write(json.dumps({k: v for k, v in r.items() if k not in ("proba", "target")}) + "\n")
+        with log.open("a") as f:  # probabilities included, so a partial run can still be summarised
+            f.write(json.dumps(r) + "\n")
 
     return done
 
@@ -78,7 +78,7 @@ def run_compare(name: str, train, test, label: str, epochs: int, workers: int) -
     return {"fusions": res, "integration": s.get("integration", {}), "total_s": round(time.perf_counter() - t0, 1)}
 
 
-def run_mnar(workers: int, epochs: int) -> dict:
+def run_mnar(workers: int, epochs: int, fusions: str = "all") -> dict:
     from polymodal.datasets import load_av_digits
     from polymodal.evaluate.mnar import MNARPattern, dependence, hide_in_frame, missing_rows
 
@@ -94,9 +94,10 @@ def run_mnar(workers: int, epochs: int) -> dict:
     recipe = {"epochs": epochs, "modality_dropout": 0.0}
     jobs = []
     zero = {**recipe, "fusion_options": {"missing": "zero"}}
-    jobs = [Job(f, f, 0, "digit", train_mnar, test, options=dict(recipe), extra_tests=tables) for f in resolve_fusions("all")]
-    jobs.append(Job("concat_zero", "concat", 0, "digit", train_mnar, test, options=zero, extra_tests=tables))
-    jobs.append(Job("concat_zero_complete", "concat", 0, "digit", train, test, options=zero, extra_tests=tables))
+    jobs = [Job(f, f, 0, "digit", train_mnar, test, options=dict(recipe), extra_tests=tables) for f in resolve_fusions(fusions)]
+    if fusions == "all":
+        jobs.append(Job("concat_zero", "concat", 0, "digit", train_mnar, test, options=zero, extra_tests=tables))
+        jobs.append(Job("concat_zero_complete", "concat", 0, "digit", train, test, options=zero, extra_tests=tables))
     results = run_jobs(jobs, workers=workers, on_done=lambda r: print(
         f"  mnar {r['key']}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["tables"].items()), flush=True))
     out = {}
@@ -118,23 +119,31 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per av-digits model")
+    ap.add_argument("--mnar-fusions", default="all", help="re-run the MNAR study for these fusions only (merged)")
     args = ap.parse_args()
     setup(threads=1)
     path = RESULTS / "fusion_compare.json"
-    res = json.loads(path.read_text()) if path.exists() else {}
-    res.pop("_meta", None)
-    for section in [s.strip() for s in args.only.split(",") if s.strip()]:
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    for section in sections:
         print(f"== {section}", flush=True)
         if section == "av_digits":
-            res["av_digits"] = run_compare("av_digits", ("dataset", "av-digits", "train"), ("dataset", "av-digits", "test"),
-                                           "digit", args.epochs, args.workers)
+            out = run_compare("av_digits", ("dataset", "av-digits", "train"), ("dataset", "av-digits", "test"),
+                              "digit", args.epochs, args.workers)
         elif section == "basicmotions":
-            res["basicmotions"] = run_compare("basicmotions", ("dataset", "basicmotions", "train"),
-                                              ("dataset", "basicmotions", "test"), "activity", 60, args.workers)
-        elif section == "mnar":
-            res["mnar"] = run_mnar(args.workers, args.epochs)
+            out = run_compare("basicmotions", ("dataset", "basicmotions", "train"), ("dataset", "basicmotions", "test"),
+                              "activity", 60, args.workers)
         else:
-            raise SystemExit(f"unknown section {section!r}; choose from {SECTIONS}")
+            out = run_mnar(args.workers, args.epochs, args.mnar_fusions)
+        # re-read before writing: sections may run in separate processes; each replaces only its own entry
+        res = json.loads(path.read_text()) if path.exists() else {}
+        res.pop("_meta", None)
+        if section == "mnar" and args.mnar_fusions != "all" and "mnar" in res:  # a re-run of some fusions
+            res["mnar"]["fusions"].update(out["fusions"])
+        else:
+            res[section] = out
         emit("fusion_compare", res)  # after every section, so a later failure keeps what finished
 
 

@@ -25,6 +25,8 @@ class NetOutput:
     fusion: FusionOutput
     present: dict[str, Tensor]  # the presence the fusion saw (after modality dropout)
     align_loss: Tensor | None = None  # weighted alignment objective (training with ModelConfig.align only)
+    step_logits: Tensor | None = None  # [B, S, n_out]: the task head after every step (fusions with per_step_outputs)
+    step_mask: Tensor | None = None  # [B, S]: True where the step ran for that sample
 
 
 def output_size(schema: Schema) -> int:
@@ -75,7 +77,11 @@ class MultimodalNet(nn.Module):
         fused = self.fusion(tokens)
         logits = self.head(fused.pooled)
         aux = {m: self.aux_heads[m](v) for m, v in fused.per_modality.items()}
-        return NetOutput(logits=logits, aux_logits=aux, fusion=fused, present=present, align_loss=align_loss)
+        out = NetOutput(logits=logits, aux_logits=aux, fusion=fused, present=present, align_loss=align_loss)
+        if getattr(self.fusion, "per_step_outputs", False) and fused.tokens is not None:
+            # MultiModN: the same head decodes the state after every step, and every step is supervised
+            out.step_logits, out.step_mask = self.head(fused.tokens.x), fused.tokens.mask
+        return out
 
 
 def _align_head(names: list[str], cfg: ModelConfig) -> nn.Module | None:

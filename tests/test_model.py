@@ -24,3 +24,31 @@ def test_drop_modalities_zero_probability_is_identity():
     present = {"a": torch.tensor([True, False, True]), "b": torch.tensor([False, True, True])}
     out = drop_modalities(present, 0.0)
     assert all(torch.equal(out[k], present[k]) for k in present)
+
+
+def test_sequential_fusion_supervises_every_step_with_the_task_head():
+    """MultiModN: the task head decodes the state after each step a sample took; each such step is supervised."""
+    import torch.nn.functional as F
+
+    from polymodal.config import ModelConfig
+    from polymodal.model import MultimodalNet
+    from polymodal.predictor import prepare
+    from polymodal.train.module import training_loss
+    from tests.xor_data import GROUPS, xor_table
+
+    schema, ds, _ = prepare(xor_table(16), "y", modalities=GROUPS, progress=False)
+    torch.manual_seed(0)
+    net = MultimodalNet(schema, ModelConfig(dim=16, fusion="sequential")).eval()
+    batch = ds[list(range(16))]
+    batch.present["b"] = torch.arange(16) % 2 == 0  # b missing on odd rows: their step 2 did not run
+    out = net(batch)
+    assert out.step_logits.shape == (16, 2, 4) and out.step_mask[:, 1].tolist() == batch.present["b"].tolist()
+    # the final state is the last state a sample reached; the head on it is the model's prediction
+    torch.testing.assert_close(out.step_logits[:, -1], out.logits)
+    loss, parts = training_loss(out, batch, "classify", aux_weight=0.0)
+    m = out.step_mask
+    expected = F.cross_entropy(out.step_logits[m], batch.target[:, None].expand(-1, 2)[m])
+    torch.testing.assert_close(parts["steps"], expected)
+    torch.testing.assert_close(loss, parts["task"] + parts["steps"])
+    # other fusions have no step outputs
+    assert MultimodalNet(schema, ModelConfig(dim=16, fusion="concat")).eval()(batch).step_logits is None

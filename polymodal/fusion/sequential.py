@@ -7,6 +7,12 @@ A sample that lacks ``m`` SKIPS the step (per sample: ``s = where(present_m, cel
 modalities are never imputed and never seen -- which is what makes MultiModN robust to missing-not-at-random
 patterns. ``pooled`` is the final state.
 
+Training (``per_step_outputs = True``): as in MultiModN, the model's task head decodes the state after every step
+a sample took, and each of those predictions is supervised (``train.module.training_loss``, term ``steps``). So the
+state a sample ends in when a modality is missing (e.g. the state after the image step) is trained on *every*
+sample that reaches it, not only on those that lack the later modalities: a missingness pattern that depends on
+the label cannot bias it much.
+
 Per-step predictions: ``FusionOutput.tokens`` holds the state after every step, ``x[B, M, D]`` in ``order``,
 with ``mask[:, i]`` = the sample has ``order[i]`` (a skipped step repeats the previous state), so a head applied
 to ``tokens.x[:, i]`` is the prediction after ``i + 1`` steps. ``per_modality[m]`` = ``cell_m(h_m, s_0)``, the
@@ -39,6 +45,8 @@ class MLPCell(nn.Module):
 class SequentialFusion(Fusion):
     """MultiModN: a learned state updated by one module per modality in a fixed order, skipping (per sample) the
     modalities a sample lacks; the state after every step is returned as ``tokens`` (a prediction per step)."""
+
+    per_step_outputs = True  # MultimodalNet decodes and supervises every step's state with the task head
 
     def __init__(self, names: list[str], dim: int, *, order: list[str] | None = None, cell: str = "gru") -> None:
         super().__init__(names, dim)

@@ -37,6 +37,12 @@ def training_loss(out: NetOutput, batch: Batch, task: str, aux_weight: float) ->
         if aux_terms:
             parts["aux"] = torch.stack(aux_terms).mean()
             loss = loss + aux_weight * parts["aux"]
+    if out.step_logits is not None and out.step_mask is not None and out.step_mask.any():
+        # per-step supervision (MultiModN): the prediction after each step a sample took, same head, mean loss
+        steps = out.step_mask
+        target = batch.target[:, None].expand(-1, steps.shape[1])[steps]
+        parts["steps"] = task_loss(out.step_logits[steps], target, task)
+        loss = loss + parts["steps"]
     if out.align_loss is not None:  # ModelConfig.align: contrastive objective, already weighted
         parts["align"] = out.align_loss
         loss = loss + out.align_loss
