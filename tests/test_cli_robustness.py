@@ -54,3 +54,20 @@ def test_compare_command_on_a_csv(saved):
                             "--epochs", "2", "--no-unimodal", "--workers", "1", "--noise", "", "--out", str(saved / "cmp")])
     assert r.exit_code == 0, r.output
     assert "compare (1 seed(s))" in r.output and (saved / "cmp" / "compare.json").exists()
+
+
+def test_compare_accepts_a_builtin_dataset_name(monkeypatch):
+    import polymodal.compare as cmp
+
+    seen = {}
+
+    def fake(train, label, **kw):
+        seen.update(train=train, test=kw["test"], seeds=kw["seeds"], fusions=kw["fusions"])
+        return {"models": {"late": {"metric": "accuracy", "mean": 0.5, "std": 0.0, "params": 1, "train_s": 1.0,
+                                    "latency_ms": 0.1}}}
+
+    monkeypatch.setattr(cmp, "compare", fake)
+    r = runner.invoke(app, ["compare", "basicmotions", "--label", "activity", "--fusions", "late", "--seeds", "2"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"train": ("dataset", "basicmotions", "train"), "test": ("dataset", "basicmotions", "test"),
+                    "seeds": (0, 1), "fusions": "late"}
