@@ -90,7 +90,7 @@ def run_job(job: Job) -> dict[str, Any]:
     """Train one configuration and score it on the test table (runs in a worker process)."""
     import torch
 
-    from .evaluate.robustness import noise_sweep, primary_metric, subset_scores, targets
+    from .evaluate.robustness import expert_utilisation, noise_sweep, primary_metric, subset_scores, targets
     from .predictor import decode_for, fit
 
     torch.set_num_threads(job.threads)
@@ -112,6 +112,9 @@ def run_job(job: Job) -> dict[str, Any]:
         "epochs": model.info["training"]["epochs_run"],
         "latency_ms": round(latency_ms(model, ds), 4),
     }
+    util = expert_utilisation(model, ds)
+    if util is not None:
+        res["expert_utilisation"] = util
     if len(model.modalities) > 1:
         res["subsets"] = subset_scores(model, ds)
         if job.noise:
@@ -262,6 +265,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "train_s": float(np.mean([r["train_s"] for r in rs])),
             "latency_ms": float(np.median([r["latency_ms"] for r in rs])),
         }
+        if "expert_utilisation" in rs[0]:
+            entry["expert_utilisation"] = {
+                m: np.mean([r["expert_utilisation"][m] for r in rs], axis=0).round(4).tolist() for m in rs[0]["expert_utilisation"]
+            }
         if "subsets" in rs[0]:
             entry["subsets"] = {k: float(np.mean([r["subsets"][k] for r in rs])) for k in rs[0]["subsets"]}
         if "noise" in rs[0]:

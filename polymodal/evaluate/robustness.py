@@ -144,6 +144,27 @@ def mnar_study(
     return out
 
 
+def expert_utilisation(model: "Model", ds: DecodedDataset, batch_size: int = 256) -> dict[str, list[float]] | None:
+    """Mixture-of-experts fusions (``moe``): the fraction of tokens routed to each expert of each modality's group
+    over ``ds`` (uniform = balanced; one expert near 1 = collapsed routing). ``None`` for other fusions."""
+    from ..data.dataset import make_loader
+
+    fusion = model.net.fusion
+    if not hasattr(fusion, "last_utilisation"):
+        return None
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, float] = {}
+    with torch.inference_mode():
+        for batch in make_loader(ds, batch_size, shuffle=False):
+            model.net(batch)
+            for m, util in fusion.last_utilisation.items():
+                if torch.isfinite(util).all() and util.sum() > 0:
+                    w = float(batch.present[m].sum())
+                    sums[m] = sums.get(m, torch.zeros_like(util)) + w * util
+                    counts[m] = counts.get(m, 0.0) + w
+    return {m: (sums[m] / counts[m]).tolist() for m in sums if counts[m] > 0}
+
+
 def robustness_report(
     model: "Model",
     ds: DecodedDataset,
@@ -165,6 +186,9 @@ def robustness_report(
         report["mnar"] = mnar_study(model, ds, rate=mnar_rate, seed=seed)
     if noise:
         report["noise"] = noise_sweep(model, ds, noise, corruptions=corruptions, seed=seed)
+    util = expert_utilisation(model, ds)
+    if util is not None:
+        report["expert_utilisation"] = util
     return report
 
 

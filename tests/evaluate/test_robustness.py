@@ -59,3 +59,17 @@ def test_robustness_on_a_table_writes_json_and_plots(xor_model, tmp_path):
     assert rep["plots"] == ["subsets.png", "noise.png"] and (tmp_path / "noise.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown missing-modality studies"):
         robustness(xor_model, xor_table(20), missing=["everything"])
+
+
+def test_expert_utilisation_for_moe_only(xor_model, xor_test_ds):
+    import polymodal as pm
+    from polymodal.evaluate.robustness import expert_utilisation
+    from polymodal.predictor import decode_for
+    from tests.xor_data import GROUPS, xor_table
+
+    assert expert_utilisation(xor_model, xor_test_ds) is None  # concat has no experts
+    moe = pm.fit(xor_table(64), "y", fusion="moe", modalities=GROUPS, epochs=1, dim=16, progress=False,
+                 fusion_options={"experts": 3})
+    ds = decode_for(moe.schema, xor_table(40, seed=5), progress=False)[1]
+    util = expert_utilisation(moe, ds)
+    assert set(util) == {"a", "b"} and all(len(u) == 3 and abs(sum(u) - 1) < 1e-4 for u in util.values())
