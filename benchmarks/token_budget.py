@@ -26,7 +26,7 @@ from pathlib import Path
 from _common import ROOT, emit, setup
 
 EPOCHS = 5
-REPS = 7
+REPS = 15
 BUDGETS = (1.0, 0.75, 0.5, 0.25, 0.1)
 CONFIG = {
     "dim": 64,
