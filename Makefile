@@ -30,6 +30,7 @@ bench: install
 	$(PY) benchmarks/fusion_gain.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/retrieval.py
+	$(PY) benchmarks/token_budget.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
