@@ -143,17 +143,22 @@ def merge_tokens(
     with torch.no_grad():
         m = F.normalize(metric[:, protected:].float(), dim=-1)
         real = mask[:, protected:]
-        ra, rb = real[:, ::2, None], real[:, 1::2][:, None, :]
+        all_real = bool(real.all())
         scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)
-        scores = torch.where(ra & rb, scores, torch.where(~ra & ~rb, 2.0, -math.inf))
-        live = (scores.amax(-1) > -math.inf).sum(-1)  # A tokens with an allowed destination
-        r = min(r, int(live.min()))
+        if not all_real:  # (without padding every edge is allowed: skip the masking)
+            ra, rb = real[:, ::2, None], real[:, 1::2][:, None, :]
+            scores = torch.where(ra & rb, scores, torch.where(~ra & ~rb, 2.0, -math.inf))
+            live = (scores.amax(-1) > -math.inf).sum(-1)  # A tokens with an allowed destination
+            r = min(r, int(live.min()))
         if r <= 0:
             return tokens, size
         merge, _ = _matching(scores, r, sort_unmerged=True, n=n - protected)
     w = size[:, protected:, None].to(x.dtype)
     x_rest, w_rest = merge(x[:, protected:] * w, mode="sum"), merge(w, mode="sum")
-    mask_rest = merge(real[..., None].to(x.dtype), mode="amax")[..., 0] > 0
+    if all_real:
+        mask_rest = real.new_ones(b, x_rest.shape[1])
+    else:
+        mask_rest = merge(real[..., None].to(x.dtype), mode="amax")[..., 0] > 0
     out = Tokens(
         torch.cat([x[:, :protected], x_rest / w_rest.clamp_min(torch.finfo(x.dtype).tiny)], 1),
         torch.cat([mask[:, :protected], mask_rest], 1),
