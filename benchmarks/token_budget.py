@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from _common import ROOT, emit, setup
 

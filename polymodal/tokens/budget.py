@@ -346,7 +346,7 @@ def run_stack(
         else:
             holder = {"size": size}
 
-            def reduce(xx, mm, _ss, metric, scores, _i=i + 1):
+            def reduce(xx, mm, _ss, metric, scores, _i=i + 1, holder=holder):
                 xx, mm, s = reduce_sequence(spec, xx, mm, holder["size"], segments, _i, protected, metric, scores)
                 holder["size"] = s
                 return xx, mm, s
