@@ -210,15 +210,16 @@ def datasets_export(
 
 
 @app.command("list")
-def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads | datasets")) -> None:
+def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads | reducers | datasets")) -> None:
     """List registered parts by name."""
     from . import model as _model  # noqa: F401  (registers everything)
     from .encoders.base import ENCODERS
     from .fusion.base import FUSIONS
     from .heads import HEADS
+    from .tokens import REDUCERS
 
     def go():
-        regs = {"encoders": ENCODERS, "fusions": FUSIONS, "heads": HEADS}
+        regs = {"encoders": ENCODERS, "fusions": FUSIONS, "heads": HEADS, "reducers": REDUCERS}
         if what == "datasets":
             return datasets_list()
         if what not in regs:

@@ -29,13 +29,13 @@ from .merge import (
     proportional_attention_bias,
 )
 from .pool import pool_grid, pool_shape, pool_to, pooled_grid
-from .prune import prune_by_importance, query_importance
+from .prune import prune_by_importance, query_importance, zip_tokens
 
 REDUCERS: Registry = Registry("token reducer")
 REDUCERS.register("merge")(merge_tokens)
 REDUCERS.register("prune")(prune_by_importance)
 REDUCERS.register("pool")(pool_grid)
-REDUCERS.register("zip")(prune_by_importance)  # VisionZip: prune_by_importance(..., context=k)
+REDUCERS.register("zip")(zip_tokens)
 
 __all__ = [
     "REDUCERS",
@@ -63,4 +63,5 @@ __all__ = [
     "prune_by_importance",
     "schedule_flops",
     "token_counts",
+    "zip_tokens",
 ]

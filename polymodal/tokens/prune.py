@@ -97,3 +97,16 @@ def query_importance(query: Tensor, keys: Tensor, mask: Tensor | None = None) ->
     if mask is not None:
         logits = logits.masked_fill(~(mask | ~mask.any(1, keepdim=True))[:, None], -torch.inf)
     return logits.softmax(-1).mean(1)
+
+
+def zip_tokens(
+    tokens: Tokens,
+    scores: Tensor,
+    keep: int,
+    context: int,
+    protected: int = 0,
+    metric: Tensor | None = None,
+    size: Tensor | None = None,
+) -> tuple[Tokens, Tensor]:
+    """VisionZip: ``keep`` dominant tokens (most attended) plus ``context`` contextual tokens absorbing the rest."""
+    return prune_by_importance(tokens, scores, keep, protected=protected, context=context, metric=metric, size=size)

@@ -98,3 +98,8 @@ def test_cli_fit_evaluate_and_bench_tokens(exported, tmp_path):
     assert row["flops_ratio"] > 1.05 and row["tokens"] < out["tokens_full"]
     assert out["curve"]["pool"]["1.0"]["flops_ratio"] == 1.0
     assert "throughput" in res.output
+
+
+def test_list_reducers():
+    res = runner.invoke(app, ["list", "reducers"])
+    assert res.exit_code == 0 and all(r in res.output for r in ("merge", "prune", "pool", "zip"))
