@@ -8,10 +8,10 @@ modalities are never imputed and never seen -- which is what makes MultiModN rob
 patterns. ``pooled`` is the final state.
 
 Training (``per_step_outputs = True``): as in MultiModN, the model's task head decodes the state after every step
-a sample took, and each of those predictions is supervised (``train.module.training_loss``, term ``steps``). So the
-state a sample ends in when a modality is missing (e.g. the state after the image step) is trained on *every*
-sample that reaches it, not only on those that lack the later modalities: a missingness pattern that depends on
-the label cannot bias it much.
+a sample took, and the task loss is the mean over those predictions (``train.module.training_loss``). So the state
+a sample ends in when a modality is missing (e.g. the state after the image step) is trained once on *every* sample
+that passes through it, not mostly on those that lack the later modalities: a missingness pattern that depends
+on the label does not bias it.
 
 Per-step predictions: ``FusionOutput.tokens`` holds the state after every step, ``x[B, M, D]`` in ``order``,
 with ``mask[:, i]`` = the sample has ``order[i]`` (a skipped step repeats the previous state), so a head applied

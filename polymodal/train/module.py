@@ -26,7 +26,16 @@ def training_loss(out: NetOutput, batch: Batch, task: str, aux_weight: float) ->
     The auxiliary losses use the modality's true presence (not the dropped one): each encoder learns to be
     predictive on its own, which counters modality competition in joint training.
     """
-    parts = {"task": task_loss(out.logits, batch.target, task)}
+    if out.step_logits is not None and out.step_mask is not None and out.step_mask.any():
+        # per-step supervision (MultiModN): the same head decodes the state after each step a sample took, and the
+        # loss is the mean over those steps. The final prediction is one of them (the last step the sample took),
+        # so there is no separate loss on it: an extra term on the final state would over-weight, on the state
+        # after the image step, exactly the samples that miss the later modalities -- a missingness pattern that
+        # depends on the label would then bias that state's predictions again.
+        steps = out.step_mask
+        parts = {"task": task_loss(out.step_logits[steps], batch.target[:, None].expand(-1, steps.shape[1])[steps], task)}
+    else:
+        parts = {"task": task_loss(out.logits, batch.target, task)}
     loss = parts["task"]
     if aux_weight > 0 and out.aux_logits:
         aux_terms = []
@@ -37,12 +46,6 @@ def training_loss(out: NetOutput, batch: Batch, task: str, aux_weight: float) ->
         if aux_terms:
             parts["aux"] = torch.stack(aux_terms).mean()
             loss = loss + aux_weight * parts["aux"]
-    if out.step_logits is not None and out.step_mask is not None and out.step_mask.any():
-        # per-step supervision (MultiModN): the prediction after each step a sample took, same head, mean loss
-        steps = out.step_mask
-        target = batch.target[:, None].expand(-1, steps.shape[1])[steps]
-        parts["steps"] = task_loss(out.step_logits[steps], target, task)
-        loss = loss + parts["steps"]
     if out.align_loss is not None:  # ModelConfig.align: contrastive objective, already weighted
         parts["align"] = out.align_loss
         loss = loss + out.align_loss
