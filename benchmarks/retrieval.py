@@ -149,7 +149,8 @@ def symile_vs_clip(epochs: int = int(os.environ.get("SYMILE_EPOCHS", 15))) -> di
     train, test = symile_triples("train", 0), symile_triples("test", 1)
     out = {"n_train": len(train), "n_test": len(test), "chance_class_r1": 0.1, "pairwise_ceiling_class_r1": 0.5,
            "construction": "c = (a + 5 * (b mod 2)) mod 10 over MNIST images a, b, c"}
-    for name, objective in (("symile", "symile"), ("pairwise_clip", "pairwise")):
+    wanted = os.environ.get("SYMILE_OBJECTIVES", "symile,pairwise_clip").split(",")  # dev: one model per process
+    for name, objective in [x for x in (("symile", "symile"), ("pairwise_clip", "pairwise")) if x[0] in wanted]:
         t0 = time.perf_counter()
         m = pm.align(train.drop(columns=["b", "c"]), label="a", kinds={k: "image" for k in ("image_a", "image_b", "image_c")}, objective=objective, epochs=epochs, lr=2e-3,
                      batch_size=128, patience=100, progress=False, seed=0)
@@ -255,13 +256,15 @@ def main() -> None:
                     emoji_zero_shot_category_acc=res["emoji"]["zero_shot_category_acc"],
                     emoji_chance=res["emoji"]["chance_uniform"])
     if "symile" in res:
-        flat.update(symile_r1=res["symile"]["symile"]["class"]["R@1"],
-                    pairwise_clip_r1=res["symile"]["pairwise_clip"]["class"]["R@1"])
+        if "symile" in res["symile"]:
+            flat["symile_r1"] = res["symile"]["symile"]["class"]["R@1"]
+        if "pairwise_clip" in res["symile"]:
+            flat["pairwise_clip_r1"] = res["symile"]["pairwise_clip"]["class"]["R@1"]
     if "index" in res:
         ix = res["index"]
         flat.update(index_build_s=ix["build_s"], index_query_p50_ms=ix["query_p50_ms"],
                     index_query_p99_ms=ix["query_p99_ms"], ann_recall_at_10=ix["ann_recall_at_10"])
-    name = "retrieval" if not only else "retrieval_part_" + "_".join(sorted(only))
+    name = "retrieval" if not only else "retrieval_part_" + "_".join(sorted(only)) + os.environ.get("PART_SUFFIX", "")
     emit(name, {**flat, "details": res, "total_s": round(time.perf_counter() - t0, 1)})
 
 
@@ -276,7 +279,8 @@ def merge() -> None:
     for p in sorted(RESULTS.glob("retrieval_part_*.json")):
         d = json.loads(p.read_text())
         flat.update({k: v for k, v in d.items() if k not in ("details", "_meta", "total_s")})
-        details.update(d["details"])
+        for k, v in d["details"].items():  # one level deep: parts may hold different models of one section
+            details.setdefault(k, {}).update(v)
         parts.append({"file": p.name, "total_s": d["total_s"], "time": d["_meta"]["time"]})
     emit("retrieval", {**flat, "details": details, "assembled_from": parts})
 
