@@ -51,6 +51,21 @@ def _parse_groups(group: Optional[str]) -> dict[str, list[str]] | None:
     return None if pairs is None else {k: [c.strip() for c in v.split("+") if c.strip()] for k, v in pairs.items()}
 
 
+def _write_table(frame, out: Path, *, other_as_csv: bool = True) -> None:
+    """Write a DataFrame by file extension: .parquet/.pq, .jsonl/.ndjson, .csv (row index as ``row``). Any other
+    extension is written as CSV, or refused when ``other_as_csv`` is False."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame.to_parquet(out)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.reset_index().to_json(out, orient="records", lines=True)
+    elif suffix == ".csv" or other_as_csv:
+        frame.to_csv(out, index_label="row")
+    else:
+        raise PolymodalError(f"cannot write {out.name!r}: use a .parquet, .jsonl or .csv file name")
+
+
 def _split(s: Optional[str]) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
@@ -155,14 +170,7 @@ def predict(
     def go():
         model = load(run)
         preds = model.predict(data, on_error=on_error)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        suffix = out.suffix.lower()
-        if suffix in (".parquet", ".pq"):
-            preds.to_parquet(out)
-        elif suffix in (".jsonl", ".ndjson"):
-            preds.reset_index().to_json(out, orient="records", lines=True)
-        else:
-            preds.to_csv(out, index_label="row")
+        _write_table(preds, out)
         errs = preds.attrs.get("decode_report", {}).get("errors")
         console.print(f"[green]wrote[/] {len(preds)} predictions to {out}" + (f" (treated as missing: {errs})" if errs else ""))
 

@@ -21,16 +21,7 @@ def _cli():
 
 
 def _write_frame(frame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        frame.to_parquet(out)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame.reset_index().to_json(out, orient="records", lines=True)
-    elif suffix == ".csv":
-        frame.to_csv(out, index_label="row")
-    else:
-        raise PolymodalError(f"cannot write {out.name!r}: use a .parquet, .jsonl or .csv file name")
+    _cli()._write_table(frame, out, other_as_csv=False)
 
 
 def _encoders(text: Optional[str]) -> dict[str, str]:

@@ -148,7 +148,7 @@ def explain_cmd(
     show: int = typer.Option(10, help="Rows to print"),
 ) -> None:
     """Per-modality contribution to each prediction (exact Shapley over modalities, or leave-one-out)."""
-    from .cli import _run, console
+    from .cli import _run, _write_table, console
     from .evaluate.attribution import explain
 
     def go():
@@ -172,14 +172,7 @@ def explain_cmd(
             console.print(_table(f"mean {used} contribution per {summary['grouped_by']} class", ["class", *mods],
                                  [[c, *[v[m] for m in mods]] for c, v in per_class.items()]))
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            suffix = out.suffix.lower()
-            if suffix in (".parquet", ".pq"):
-                table.to_parquet(out)
-            elif suffix in (".jsonl", ".ndjson"):
-                table.reset_index().to_json(out, orient="records", lines=True)
-            else:
-                table.to_csv(out, index_label="row")
+            _write_table(table, out)
             out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
             console.print(f"[green]wrote[/] {out} and {out.with_suffix('.summary.json')}")
 

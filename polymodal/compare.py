@@ -90,7 +90,7 @@ def run_job(job: Job) -> dict[str, Any]:
     """Train one configuration and score it on the test table (runs in a worker process)."""
     import torch
 
-    from .evaluate.robustness import expert_utilisation, noise_sweep, primary_metric, subset_scores, targets
+    from .evaluate.robustness import expert_utilisation, noise_sweep, primary_metric, score, subset_scores, targets
     from .predictor import decode_for, fit
 
     torch.set_num_threads(job.threads)
@@ -128,7 +128,7 @@ def run_job(job: Job) -> dict[str, Any]:
             extra, base = load_source(src)
             with _cwd(base):
                 _, eds, _ = decode_for(model.schema, extra, progress=False)
-            res["tables"][name] = float(model._metrics(model._outputs(eds), targets(eds), confusion=False)[metric])
+            res["tables"][name] = score(model, eds)
     if job.out:
         model.save(Path(job.out))
     return res

@@ -265,15 +265,19 @@ def prepare(
 
 
 def decode_for(
-    schema: Schema, data: Any, *, on_error: str = "raise", with_labels: bool = True, progress: bool = True
+    schema: Schema, data: Any, *, on_error: str = "raise", with_labels: bool | None = True, progress: bool = True
 ) -> tuple[pd.DataFrame, DecodedDataset, DecodeReport]:
-    """Decode a table with an already fitted schema (validation, test or new data)."""
+    """Decode a table with an already fitted schema (validation, test or new data).
+
+    ``with_labels``: True = the label column is required; False = ignored; None = used when the table has it."""
     frame, base_dir = read_table(data)
     if len(frame) == 0:
         raise SchemaError("the table is empty: nothing to predict or evaluate")
     ctx = DecodeContext(base_dir=base_dir, on_error=on_error)
     schema.check_columns(frame)
     target = None
+    if with_labels is None:
+        with_labels = schema.label in frame.columns
     if with_labels:
         if schema.label not in frame.columns:
             raise SchemaError(f"label column {schema.label!r} not found; the table has {list(frame.columns)}")

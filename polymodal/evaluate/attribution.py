@@ -30,26 +30,28 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_SHAPLEY = 5
 
 
+def _value_of(model: "Model", full: torch.Tensor, n: int):
+    """(value function on head outputs, predicted class per row or -1, value of the empty coalition)."""
+    if model.schema.task == "classify":
+        pred = full.argmax(-1)
+        value = lambda out: out.softmax(-1).gather(1, pred[:, None])[:, 0].numpy()  # noqa: E731
+        return value, pred.numpy(), np.full(n, 1.0 / len(model.schema.classes))
+    stats = model.schema.target_stats or {"mean": 0.0, "std": 1.0}
+    value = lambda out: (out.float().reshape(-1) * stats["std"] + stats["mean"]).numpy()  # noqa: E731
+    return value, np.full(n, -1), np.full(n, float(stats["mean"]))
+
+
 def coalition_values(model: "Model", ds: DecodedDataset) -> tuple[dict[frozenset, np.ndarray], np.ndarray]:
     """``{coalition: value[N]}`` for every subset of modalities (the empty one included) and the predicted class
     per row (regression: ``-1``)."""
     names = model.modalities
-    classify = model.schema.task == "classify"
     full = model._outputs(ds)
-    if classify:
-        pred = full.argmax(-1)
-        value = lambda out: out.softmax(-1).gather(1, pred[:, None])[:, 0].numpy()  # noqa: E731
-        empty = np.full(len(ds), 1.0 / len(model.schema.classes))
-    else:
-        pred = torch.full((len(ds),), -1)
-        stats = model.schema.target_stats or {"mean": 0.0, "std": 1.0}
-        value = lambda out: (out.float().reshape(-1) * stats["std"] + stats["mean"]).numpy()  # noqa: E731
-        empty = np.full(len(ds), float(stats["mean"]))
+    value, pred, empty = _value_of(model, full, len(ds))
     values: dict[frozenset, np.ndarray] = {frozenset(): empty}
     for k in range(1, len(names) + 1):
         for combo in combinations(names, k):
             values[frozenset(combo)] = value(full if k == len(names) else model._outputs(ds, keep=combo))
-    return values, pred.numpy()
+    return values, pred
 
 
 def shapley_from_values(names: list[str], values: dict[frozenset, np.ndarray]) -> dict[str, np.ndarray]:
@@ -81,20 +83,12 @@ def modality_attribution(model: "Model", ds: DecodedDataset, *, shapley: bool | 
     if shapley:
         values, pred = coalition_values(model, ds)
     else:  # only the coalitions leave-one-out needs: all, and all-but-one
-        classify = model.schema.task == "classify"
         full = model._outputs(ds)
-        pred_t = full.argmax(-1) if classify else None
-
-        def value(out):
-            if classify:
-                return out.softmax(-1).gather(1, pred_t[:, None])[:, 0].numpy()
-            return out.float().reshape(-1).numpy()
-
+        value, pred, _ = _value_of(model, full, len(ds))
         everything = frozenset(names)
         values = {everything: value(full)}
         for n in names:
             values[everything - {n}] = value(model._outputs(ds, keep=tuple(x for x in names if x != n)))
-        pred = pred_t.numpy() if classify else np.full(len(ds), -1)
     everything = frozenset(names)
     out: dict[str, Any] = {
         "predicted": pred,
@@ -133,17 +127,15 @@ def explain(
     ``<method>_<modality>`` columns, summary dict with the mean contribution per class).
 
     A label column, if the table has one, groups the summary by true class; otherwise by predicted class."""
-    from ..data.labels import decode_predictions
     from ..predictor import decode_for
 
-    with_labels = model.schema.label in _columns(data)
-    frame, ds, report = decode_for(model.schema, data, on_error=on_error, with_labels=with_labels,
+    frame, ds, report = decode_for(model.schema, data, on_error=on_error, with_labels=None,
                                    progress=model.train_cfg.progress)
     att = modality_attribution(model, ds, shapley=shapley)
     method = "shapley" if "shapley" in att else "loo"
     table = pd.DataFrame(index=frame.index)
     if model.schema.task == "classify":
-        table["prediction"] = decode_predictions(model.schema, np.eye(len(model.schema.classes))[att["predicted"]])
+        table["prediction"] = [model.schema.classes[i] for i in att["predicted"]]
         table["probability"] = att["value_all"]
     else:
         table["prediction"] = att["value_all"]
@@ -152,7 +144,7 @@ def explain(
             for m, v in att[kind].items():
                 table[f"{kind}_{m}"] = v
     labels = None
-    if with_labels and ds.target is not None:
+    if ds.target is not None:
         labels = ds.target[torch.as_tensor(ds.rows, dtype=torch.long)].numpy()
     summary = {
         "method": method,
@@ -164,9 +156,3 @@ def explain(
     }
     return table, summary
 
-
-def _columns(data: Any) -> list[str]:
-    from ..data.table import read_table
-
-    frame, _ = read_table(data)
-    return list(frame.columns)
