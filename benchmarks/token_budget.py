@@ -1,8 +1,8 @@
 """Token budgets on av-digits: speed / accuracy / FLOPs for every reducer at 1, 0.75, 0.5, 0.25, 0.1.
 
 Model (chosen so that reduction matters, >= 64 tokens per sample): ``image_conv`` with one stride-2 stage
-(a 14x14 grid: 196 image tokens, stem width 8, one block), ``audio_logmel`` (~11 tokens, one block), a 2-layer
-``transformer`` fusion, dim 64, 4 heads; token budgets use ``schedule="input"`` (reduce before a stack's first
+(a 14x14 grid: 196 image tokens, stem width 8) followed by 3 transformer blocks (a small ViT over the conv grid),
+``audio_logmel`` (~11 tokens, one block), a 2-layer ``transformer`` fusion, dim 64, 4 heads; token budgets use ``schedule="input"`` (reduce before a stack's first
 block, with that block's keys / query scores). Trained ``EPOCHS`` epochs with the usual recipe (modality dropout,
 auxiliary losses, best of 10 % validation), two worker processes with 1 thread each:
 
@@ -12,28 +12,32 @@ auxiliary losses, best of 10 % validation), two worker processes with 1 thread e
 * ``pool_<b>``: trained with pool at budget b alone, for b in 0.75, 0.5, 0.25, 0.1.
 
 Timing: the encoder + fusion forward on a fixed batch of 128 test samples, 1 thread, alternating full and reduced
-``REPS`` times, best of each (ratios within one run). FLOPs: op-by-op count of that forward (convolutions,
+``REPS`` times; ``throughput_ratio`` is the median over those back-to-back pairs of full / reduced time (ratios
+within one run; the best-of-each ratio is kept beside it). FLOPs: op-by-op count of that forward (convolutions,
 matmuls and attention; ``tokens/flops.py``), so ``flops_ratio`` = full / reduced for the same work the timer sees.
-Trained models are cached under ``runs/bench_tokens/`` (delete it to retrain).
+Trained models are cached under ``runs/bench_tokens/<recipe hash>/`` (delete it to retrain).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 
 from _common import ROOT, emit, setup
 
-EPOCHS = 5
-REPS = 15
+EPOCHS = 8
+REPS = 21
 BUDGETS = (1.0, 0.75, 0.5, 0.25, 0.1)
 CONFIG = {
     "dim": 64,
-    "encoder_options": {"image": {"stages": 1, "width": 8}},
+    "encoder_options": {"image": {"stages": 1, "width": 8, "layers": 3}},
     "fusion_options": {"layers": 2},
     "token_options": {"schedule": "input"},
 }
-RUNS = ROOT / "runs" / "bench_tokens"
+# cached models live under a folder named after the recipe, so a changed CONFIG / EPOCHS retrains
+RUNS = ROOT / "runs" / "bench_tokens" / hashlib.sha1(json.dumps([CONFIG, EPOCHS], sort_keys=True).encode()).hexdigest()[:10]
 JOBS = {
     "full": {},
     "merge_0.5": {"token_budget": 0.5, "reducer": "merge"},

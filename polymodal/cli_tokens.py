@@ -96,8 +96,8 @@ def bench_tokens(
                           f"{row['throughput_ratio']:.2f}", f"{row['flops_ratio']:.2f}",
                           f"{row['flops_per_sample'] / 1e6:.1f}", f"{row['attn_bytes_peak'] / 2**20:.1f}")
     console.print(table)
-    console.print("throughput x = full-token time / reduced time (same process, alternating, best of "
-                  f"{reps}); FLOPs x = full / reduced FLOPs of the same encoder + fusion forward")
+    console.print("throughput x = full-token time / reduced time (same process, median over "
+                  f"{reps} back-to-back pairs); FLOPs x = full / reduced FLOPs of the same encoder + fusion forward")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))

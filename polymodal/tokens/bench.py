@@ -2,13 +2,14 @@
 ``benchmarks/token_budget.py``).
 
 Throughput is the encoder + fusion forward on one fixed batch, timed alternately with the full-token model in the
-same process (ratios within one run; the best of ``reps`` for each). FLOPs are counted op by op over that same
+same process (ratios within one run: the median over ``reps`` back-to-back pairs). FLOPs are counted op by op over that same
 forward (``count_flops``: matmuls and convolutions, the merge / pool arithmetic included), and per transformer
 layer analytically from each stack's token trace (``stack_costs``).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -49,8 +50,12 @@ def fusion_tokens(net, batch) -> float:
     return float(sum(t.valid.sum() for t in toks.values())) / len(batch)
 
 
-def time_pair(fa, fb, reps: int = 5, warmup: int = 1) -> tuple[float, float]:
-    """Best-of-``reps`` seconds of ``fa`` and ``fb``, run alternately (a, b, a, b, ...)."""
+def time_pair(fa, fb, reps: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Time ``fa`` and ``fb`` alternately (a, b, a, b, ...) ``reps`` times each.
+
+    Returns the median seconds of each and ``ratio`` = the median over pairs of ``t_a / t_b``: each pair runs
+    back to back, so a slow spell of the machine (these CPUs drift by 10-20 % over minutes) slows both sides of
+    a pair alike, which best-of-each timing does not guarantee."""
     ta, tb = [], []
     with torch.inference_mode():
         for _ in range(warmup):
@@ -62,7 +67,8 @@ def time_pair(fa, fb, reps: int = 5, warmup: int = 1) -> tuple[float, float]:
             t = time.perf_counter()
             fb()
             tb.append(time.perf_counter() - t)
-    return min(ta), min(tb)
+    return {"a": statistics.median(ta), "b": statistics.median(tb),
+            "ratio": statistics.median(a / b for a, b in zip(ta, tb)), "ratio_best": min(ta) / min(tb)}
 
 
 def budget_curve(
@@ -110,10 +116,12 @@ def budget_curve(
             m = model.with_token_budget(b, reducer, **(token_options or {}))
             flops, _ = count_flops(encode_fuse, m.net, batch)
             layers = layer_costs(m.net, n)
-            t_full, t_red = time_pair(lambda: encode_fuse(full.net, batch), lambda: encode_fuse(m.net, batch), reps)
+            t = time_pair(lambda: encode_fuse(full.net, batch), lambda: encode_fuse(m.net, batch), reps)
+            t_full, t_red = t["a"], t["b"]
             row = {
                 "acc": acc_of(m) if b < 1.0 else full_acc,
-                "throughput_ratio": round(t_full / t_red, 3),
+                "throughput_ratio": round(t["ratio"], 3),
+                "throughput_ratio_best_of": round(t["ratio_best"], 3),
                 "flops_ratio": round(full_flops / flops, 3),
                 "tokens": fusion_tokens(m.net, batch),
                 "ms_per_batch": round(t_red * 1000, 2),

