@@ -183,6 +183,8 @@ for c in range(0, len(v), 10_000):
 
 
 def index_bench(n: int = 100_000, dim: int = 64, queries: int = 200) -> dict:
+    import inspect
+
     from polymodal.index.store import VectorStore
 
     rng = np.random.default_rng(0)
@@ -224,7 +226,9 @@ def index_bench(n: int = 100_000, dim: int = 64, queries: int = 200) -> dict:
         return {
             "n": n, "dim": dim, "queries": queries,
             "write_s": round(write_s, 2), "build_s": round(build_s, 2),
-            "ann": "IVF_HNSW_SQ (4 partitions, m=16, ef_construction=100); query nprobes=16 ef=200 refine_factor=5",
+            "ann": "IVF_HNSW_SQ (4 partitions, m=16, ef_construction=100); query "
+                   + " ".join(f"{k}={p.default}" for k, p in inspect.signature(VectorStore.search).parameters.items()
+                              if k in ("nprobes", "ef", "refine_factor")),
             "query_p50_ms": float(np.percentile(lat, 50) * 1000), "query_p99_ms": float(np.percentile(lat, 99) * 1000),
             "exact_p50_ms": float(np.percentile(exact_lat, 50) * 1000),
             "ann_recall_at_10": float(np.mean(recall)),

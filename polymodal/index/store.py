@@ -8,6 +8,13 @@
 * search is exact (a flat scan) below ``ann_threshold`` rows or with ``exact=True``, approximate (IVF-HNSW-SQ index
   per vector column, re-ranked exactly: ``refine_factor``) above it; ``where`` is an SQL filter on metadata
   (``"split = 'test'"``) applied before the vector search.
+
+Per-search overhead is kept off the hot path: what a search needs to know about the table (row count, vector
+columns, which have an ANN index, whether any row lacks a vector) is cached per table version, the ``has_<name>``
+prefilter is only added when some row lacks that vector (a prefilter costs LanceDB a scan of its own), and only the
+id and metadata columns are read back. An exact search without ``where`` that is repeated on an unchanged table
+scans the vectors in memory (numpy; loaded on the second such search, at most ``exact_cache_mb``) instead of
+re-reading them from disk through LanceDB each time.
 """
 
 from __future__ import annotations
@@ -48,11 +55,13 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 class VectorStore:
-    def __init__(self, path: str | Path, *, ann_threshold: int = 50_000) -> None:
+    def __init__(self, path: str | Path, *, ann_threshold: int = 50_000, exact_cache_mb: float = 256) -> None:
         self.path = Path(path)
         self.ann_threshold = ann_threshold
+        self.exact_cache_mb = exact_cache_mb
         self._db = None
         self._table = None
+        self._cache: dict[str, Any] | None = None  # facts about one table version (see _state)
 
     # ------------------------------------------------------------------ state
     @property
@@ -85,9 +94,38 @@ class VectorStore:
             self._table = self.db.open_table(TABLE)
         return self._table
 
-    def __len__(self) -> int:
+    def _state(self) -> dict[str, Any] | None:
+        """Cached facts about the table's current version (a write makes a new version, which drops them)."""
         t = self.table
-        return 0 if t is None else t.count_rows()
+        if t is None:
+            return None
+        version = t.version
+        st = self._cache
+        if st is None or st["version"] != version:
+            names = t.schema.names
+            st = self._cache = {
+                "version": version,
+                "columns": names,
+                "vectors": [c[4:] for c in names if c.startswith("vec_")],
+                "plain": [c for c in names if not c.startswith(("vec_", "has_"))],  # id, hash, metadata
+                "rows": None, "ann": None, "absent": {}, "flat": {}, "exact_searches": {},
+            }
+        return st
+
+    def _rows(self, st: dict[str, Any]) -> int:
+        if st["rows"] is None:
+            st["rows"] = self.table.count_rows()
+        return st["rows"]
+
+    def _absent(self, st: dict[str, Any], name: str) -> int:
+        """How many rows lack vector ``name`` (``has_<name> = false``)."""
+        if name not in st["absent"]:
+            st["absent"][name] = self.table.count_rows(f"has_{name} = false")
+        return st["absent"][name]
+
+    def __len__(self) -> int:
+        st = self._state()
+        return 0 if st is None else self._rows(st)
 
     @property
     def version(self) -> int:
@@ -95,8 +133,8 @@ class VectorStore:
         return 0 if t is None else t.version
 
     def vector_names(self) -> list[str]:
-        t = self.table
-        return [] if t is None else [f.name[4:] for f in t.schema if f.name.startswith("vec_")]
+        st = self._state()
+        return [] if st is None else list(st["vectors"])
 
     def hashes(self) -> dict[str, str]:
         """id -> content hash of every stored row."""
@@ -183,13 +221,16 @@ class VectorStore:
             t.create_index(f"vec_{name}", config=IvfHnswSq(distance_type="cosine", num_partitions=parts, m=16,
                                                             ef_construction=100), replace=True)
             done.append(name)
+        self._cache = None  # (an index is a new table version too; be sure has_ann sees it)
         return done
 
     def has_ann(self, name: str) -> bool:
-        t = self.table
-        if t is None:
+        st = self._state()
+        if st is None:
             return False
-        return any(f"vec_{name}" in list(ix.columns) for ix in t.list_indices())
+        if st["ann"] is None:
+            st["ann"] = {c for ix in self.table.list_indices() for c in ix.columns}
+        return f"vec_{name}" in st["ann"]
 
     # ------------------------------------------------------------------ reads
     def search(
@@ -201,36 +242,85 @@ class VectorStore:
         where: str | None = None,
         exact: bool | None = None,
         nprobes: int = 16,
-        ef: int = 200,
+        ef: int = 300,
         refine_factor: int = 5,
     ) -> pd.DataFrame:
-        """Rows nearest to ``vector`` in column ``vec_<name>`` (cosine), best first: id, score, metadata."""
-        t = self.table
-        if t is None:
+        """Rows nearest to ``vector`` in column ``vec_<name>`` (cosine), best first: id, score, metadata.
+
+        ANN defaults: every IVF partition probed (``create_ann`` makes at most 16), HNSW ``ef=300`` (recall@10 0.98
+        on the benchmark's 100k random 64-d vectors, ~4% slower than ``ef=200`` at 0.95-0.96), the top
+        ``refine_factor * top_k`` re-ranked on the full vectors."""
+        st = self._state()
+        if st is None:
             raise IndexError_(f"the index at {self.path} is empty; build it first")
-        if name not in self.vector_names():
-            raise IndexError_(f"the index has no {name!r} vectors; it holds {self.vector_names()}")
+        if name not in st["vectors"]:
+            raise IndexError_(f"the index has no {name!r} vectors; it holds {st['vectors']}")
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        q = t.search(v, vector_column_name=f"vec_{name}").distance_type("cosine")
-        flt = f"has_{name} = true" + (f" AND ({where})" if where else "")
-        try:
-            q = q.where(flt, prefilter=True)
-        except TypeError:  # newer LanceDB: prefiltering is the default
-            q = q.where(flt)
-        use_exact = exact if exact is not None else (len(self) < self.ann_threshold or not self.has_ann(name))
+        use_exact = exact if exact is not None else (self._rows(st) < self.ann_threshold or not self.has_ann(name))
+        if use_exact and not where:
+            df = self._flat_search(st, name, v, top_k)
+            if df is not None:
+                return df
+        q = self.table.search(v, vector_column_name=f"vec_{name}").distance_type("cosine")
+        q = q.select([*st["plain"], "_distance"])
+        # rows without this vector hold zeros and has_<name> = false; filter them only where there are any: a
+        # prefilter makes LanceDB scan the flag column first (~7 ms of a ~9 ms ANN query on 100k rows)
+        parts = ([f"has_{name} = true"] if self._absent(st, name) else []) + ([f"({where})"] if where else [])
+        if parts:
+            try:
+                q = q.where(" AND ".join(parts), prefilter=True)
+            except TypeError:  # newer LanceDB: prefiltering is the default
+                q = q.where(" AND ".join(parts))
         if use_exact:
             q = q.bypass_vector_index()
         else:
             q = q.nprobes(nprobes).ef(ef).refine_factor(refine_factor)
         try:
-            df = q.limit(top_k).to_pandas()
+            tab = q.limit(top_k).to_arrow()
         except Exception as e:  # noqa: BLE001 - a bad filter reaches us as a LanceDB/DataFusion error
             if where:  # almost always the user's filter (unknown column, bad SQL)
                 raise IndexError_(f"cannot apply --where {where!r}: {str(e).splitlines()[0]}. Metadata columns: {self.metadata_columns()}") from None
             raise
-        df = df.drop(columns=[c for c in df.columns if c.startswith(("vec_", "has_"))])
-        df.insert(1, "score", 1.0 - df.pop("_distance").astype(float))
-        return df.reset_index(drop=True)
+        score = 1.0 - tab.column("_distance").to_numpy(zero_copy_only=False).astype(float)
+        return _result(tab.select(st["plain"]), score)
+
+    def _flat_search(self, st: dict[str, Any], name: str, v: np.ndarray, top_k: int) -> pd.DataFrame | None:
+        """Exact top-k over this version's vectors held in memory; None: use LanceDB's scan instead.
+
+        The first exact search of a table version goes to LanceDB (a one-off query should not pay for loading every
+        vector); the second loads the vectors (when they fit in ``exact_cache_mb``) and later ones scan them here.
+        Same answer as LanceDB's flat cosine search: rows without the vector, and zero vectors, never match."""
+        if int(top_k) <= 0:
+            return None  # LanceDB's own error
+        flat = st["flat"].get(name)
+        if flat is None:
+            seen = st["exact_searches"][name] = st["exact_searches"].get(name, 0) + 1
+            dim = self.table.schema.field(f"vec_{name}").type.list_size
+            if seen < 2 or v.size != dim or self._rows(st) * dim * 4 > self.exact_cache_mb * 2**20:
+                return None  # (a wrong-sized query goes to LanceDB too, for its own error)
+            tab = self.table.search().select([*st["plain"], f"vec_{name}", f"has_{name}"]).limit(None).to_arrow()
+            vec = np.asarray(tab.column(f"vec_{name}").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                             dtype=np.float32).reshape(tab.num_rows, dim)
+            norm = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+            has = tab.column(f"has_{name}").to_numpy(zero_copy_only=False).astype(bool)
+            ok = has & np.isfinite(norm) & (norm > 0)  # (a non-finite vector has a non-finite norm)
+            meta = tab.select(st["plain"]).combine_chunks()
+            if not ok.all():
+                rows = np.flatnonzero(ok)
+                meta, vec, norm = meta.take(rows), vec[rows], norm[rows]
+            vec = vec / norm[:, None]
+            flat = st["flat"][name] = (meta, vec)
+        meta, unit = flat
+        if v.size != unit.shape[1]:
+            return None
+        qn = float(np.linalg.norm(v))
+        k = min(int(top_k), len(unit))
+        if k == 0 or not np.isfinite(qn) or qn == 0:  # LanceDB returns nothing for a zero query vector
+            return _result(meta.slice(0, 0), np.zeros(0))
+        sims = unit @ (v / qn)
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return _result(meta.take(top), sims[top].astype(float))
 
     def metadata_columns(self) -> list[str]:
         t = self.table
@@ -243,6 +333,13 @@ class VectorStore:
         ids = np.asarray(tab.column("id").to_pylist(), dtype=object)[has]
         vec = np.asarray(tab.column(f"vec_{name}").combine_chunks().flatten().to_numpy()).reshape(len(has), -1)[has]
         return ids.tolist(), vec
+
+
+def _result(tab, score: np.ndarray) -> pd.DataFrame:
+    """Search hits as a DataFrame: id, score, then hash and the metadata columns."""
+    df = tab.to_pandas()
+    df.insert(1, "score", np.asarray(score, dtype=float))
+    return df.reset_index(drop=True)
 
 
 def _plain_column(s: pd.Series) -> list[Any]:

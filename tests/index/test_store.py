@@ -87,3 +87,38 @@ def test_killed_writer_leaves_a_readable_index(tmp_path):
     n = len(s)
     assert n >= 1500 and n % 500 == 0  # whole chunks only: each write is one atomic commit
     assert len(s.search(np.ones(8), "x", top_k=3)) == 3
+
+
+def test_cached_state_and_in_memory_exact_scan_match_lancedb(tmp_path):
+    v = _unit(300, 16, seed=3)
+    v[7] = 0.0  # a present but zero vector: LanceDB's cosine search never returns it; nor may the in-memory scan
+    ids = [f"r{i}" for i in range(300)]
+    meta = pd.DataFrame({"split": ["test" if i % 3 == 0 else "train" for i in range(300)], "k": np.arange(300)})
+    s = VectorStore(tmp_path / "idx")
+    s.upsert(ids, ["h"] * 300, {"x": v}, None, meta)  # every row has x: no has_x prefilter needed
+    lance_only = VectorStore(tmp_path / "idx", exact_cache_mb=0)  # never loads vectors: always LanceDB's flat scan
+    q = _unit(6, 16, seed=4)
+    for x in q:
+        a, b, c = s.search(x, "x", top_k=8), s.search(x, "x", top_k=8), lance_only.search(x, "x", top_k=8)
+        for other in (b, c):
+            assert other.id.tolist() == a.id.tolist() and list(other.columns) == list(a.columns) == ["id", "score", "hash", "split", "k"]
+            assert list(other.dtypes) == list(a.dtypes)
+            np.testing.assert_allclose(other.score, a.score, atol=1e-5)
+        assert "r7" not in set(a.id)
+    assert "x" in s._cache["flat"]  # the repeated exact searches ran in memory
+    assert len(s.search(np.zeros(16), "x")) == len(lance_only.search(np.zeros(16), "x")) == 0
+    assert len(s.search(q[0], "x", top_k=1000)) == 299
+    # a write with absent vectors makes a new version: the cache is dropped and the absent rows never come back
+    present = {"x": np.arange(300) % 2 == 0}
+    s.upsert(ids, ["h"] * 300, {"x": v}, present, meta)
+    absent = {f"r{i}" for i in range(1, 300, 2)}
+    for x in [*q, v[1], v[3]]:
+        for ex in (True, True, True, None):  # Lance, then in-memory, then in-memory, then the default (exact)
+            res = s.search(x, "x", top_k=20, exact=ex)
+            assert len(res) == 20 and not set(res.id) & absent
+        res = s.search(x, "x", top_k=20, where="split = 'test'")
+        assert (res.split == "test").all() and not set(res.id) & absent
+    assert len(s.search(q[0], "x", top_k=1000)) == 150  # the even rows (r7, the zero vector, is odd: absent)
+    with pytest.raises(IndexError_, match="where"):
+        s.search(q[0], "x", where="no_such_column = 1")
+    assert s.delete(["r0"]) == 1 and len(s) == 299 and "r0" not in set(s.search(v[0], "x", top_k=5).id)
