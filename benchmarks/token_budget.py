@@ -63,13 +63,15 @@ def train_all() -> dict[str, float]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     todo = [k for k in JOBS if not (RUNS / k / "weights.safetensors").exists()]
-    times = {}
+    stamp = RUNS / "train_s.json"  # training wall times of the cached models (seconds, 1 thread per model)
+    times = json.loads(stamp.read_text()) if stamp.exists() else {}
     if todo:
         with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
             for fut in as_completed([pool.submit(train_one, k) for k in todo]):
                 k, s = fut.result()
                 times[k] = round(s, 1)
                 print(f"trained {k} in {s:.0f}s", file=sys.stderr, flush=True)
+        stamp.write_text(json.dumps(times))
     return times
 
 

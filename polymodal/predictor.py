@@ -7,7 +7,6 @@ timings). Loading reads JSON and safetensors only: nothing is unpickled.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .config import ModelConfig, TrainConfig, from_dict, split_options
@@ -27,10 +25,11 @@ from .data.labels import decode_predictions, drop_missing_labels, encode_labels,
 from .data.schema import Schema, infer_schema
 from .data.table import decode_table, fit_schema, read_table
 from .encoders.base import apply_preprocessing
-from .errors import PolymodalError, SchemaError
+from .errors import SchemaError
 from .evaluate.metrics import classification_metrics, regression_metrics
 from .evaluate.subsets import modality_subsets, subset_key
 from .model import MultimodalNet
+from .run_files import load_weights, read_run, write_run
 from .train import train_net
 
 
@@ -131,29 +130,14 @@ class Model:
         return regression_metrics(scale(out), scale(target))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(
-            json.dumps({"polymodal_version": __version__, "model": asdict(self.model_cfg), "train": asdict(self.train_cfg)}, indent=2)
-        )
-        (path / "schema.json").write_text(self.schema.to_json())
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "weights.safetensors"))
-        (path / "report.json").write_text(json.dumps(self.info, indent=2, default=str))
-        return path
+        cfg = {"polymodal_version": __version__, "model": asdict(self.model_cfg), "train": asdict(self.train_cfg)}
+        return write_run(path, cfg, self.schema, self.net, self.info)
 
     @classmethod
     def load(cls, path: str | Path) -> "Model":
-        path = Path(path)
-        needed = ["config.json", "schema.json", "weights.safetensors"]
-        absent = [n for n in needed if not (path / n).exists()]
-        if absent:
-            raise PolymodalError(f"{path} is not a saved polymodal model: missing {absent} (expected {needed})")
-        cfg = json.loads((path / "config.json").read_text())
-        schema = Schema.from_dict(json.loads((path / "schema.json").read_text()))
+        cfg, schema, info = read_run(path)
         model_cfg, train_cfg = from_dict(ModelConfig, cfg["model"]), from_dict(TrainConfig, cfg["train"])
-        net = MultimodalNet(schema, model_cfg)
-        net.load_state_dict(load_file(str(path / "weights.safetensors")))
-        info = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
+        net = load_weights(path, MultimodalNet(schema, model_cfg))
         return cls(schema, model_cfg, train_cfg, net, info)
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..config import ConfigError, TrainConfig, from_dict
@@ -34,6 +33,7 @@ from ..data.schema import Schema, infer_schema
 from ..data.table import decode_table, fit_schema, read_table
 from ..encoders.base import apply_preprocessing
 from ..errors import PolymodalError, SchemaError
+from ..run_files import load_weights, read_run, write_run
 from .config import AlignConfig
 from .embed import FUSED, decode_rows, embed_arrays, embed_dataset, embed_table, encode_values, modality_of_kind
 from .net import AlignNet
@@ -178,30 +178,16 @@ class AlignedModel:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         cfg = {"run_type": RUN_TYPE, "polymodal_version": __version__, "model": asdict(self.cfg), "train": asdict(self.train_cfg)}
-        (path / "config.json").write_text(json.dumps(cfg, indent=2))
-        (path / "schema.json").write_text(self.schema.to_json())
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "weights.safetensors"))
-        (path / "report.json").write_text(json.dumps(self.info, indent=2, default=str))
-        return path
+        return write_run(path, cfg, self.schema, self.net, self.info)
 
     @classmethod
     def load(cls, path: str | Path) -> "AlignedModel":
-        path = Path(path)
-        needed = ["config.json", "schema.json", "weights.safetensors"]
-        absent = [n for n in needed if not (path / n).exists()]
-        if absent:
-            raise PolymodalError(f"{path} is not a saved polymodal run: missing {absent} (expected {needed})")
-        cfg = json.loads((path / "config.json").read_text())
+        cfg, schema, info = read_run(path)
         if cfg.get("run_type") != RUN_TYPE:
             raise PolymodalError(f"{path} holds a supervised model, not an alignment run; load it with pm.load")
-        schema = Schema.from_dict(json.loads((path / "schema.json").read_text()))
         acfg, tcfg = from_dict(AlignConfig, cfg["model"]), from_dict(TrainConfig, cfg["train"])
-        net = AlignNet(schema, acfg)
-        net.load_state_dict(load_file(str(path / "weights.safetensors")))
-        info = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
+        net = load_weights(path, AlignNet(schema, acfg))
         return cls(schema, acfg, tcfg, net, info)
 
 
