@@ -29,7 +29,7 @@ class ModelConfig:
     align_weight: float = 1.0
     align_options: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 64
-    # Token budgets (polymodal/tokens/budget.py): keep this fraction of each stream's tokens (a float, or
+    # Token budgets (polymodal/tokens/spec.py): keep this fraction of each stream's tokens (a float, or
     # {modality: fraction}); 1.0 = off. ``reducer``: merge | prune | pool | zip. ``train_budgets``: sample one of
     # these per training step (Matryoshka / M3). ``token_options``: schedule, where, prop_attn, context.
     token_budget: float | dict[str, float] = 1.0
@@ -40,7 +40,7 @@ class ModelConfig:
     def validate(self) -> None:
         if self.dim <= 0 or self.dim % 4:
             raise ConfigError(f"dim must be a positive multiple of 4, got {self.dim}")
-        from .tokens.budget import TokenBudget
+        from .tokens.spec import TokenBudget
 
         try:
             TokenBudget.from_config(self)

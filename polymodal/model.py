@@ -14,7 +14,8 @@ from .data.schema import Schema
 from .encoders.base import DEFAULT_ENCODER, ENCODERS
 from .fusion.base import FUSIONS
 from .heads import HEADS
-from .tokens.budget import TokenBudget, begin_step, install_token_budget, reduce_at_boundary
+from .tokens.budget import begin_step, install_token_budget, reduce_at_boundary
+from .tokens.spec import TokenBudget
 from .types import Batch, FusionOutput, Tokens
 
 

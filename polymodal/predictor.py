@@ -63,7 +63,8 @@ class Model:
         import copy
         from dataclasses import replace
 
-        from .tokens.budget import TokenBudget, install_token_budget
+        from .tokens.budget import install_token_budget
+        from .tokens.spec import TokenBudget
 
         opts = {**self.model_cfg.token_options, **token_options}
         cfg = replace(self.model_cfg, token_budget=budget, reducer=reducer, token_options=opts)

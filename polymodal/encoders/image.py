@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from ..blocks import TransformerBlock, check_heads, required_option, run_on_present
 from ..data.schema import ModalitySpec
-from ..tokens.budget import SizedTokens, encoder_stack
+from ..tokens.budget import encoder_stack
+from ..tokens.spec import SizedTokens
 from ..types import Tokens
 from .base import ENCODERS, Encoder
 

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from ..blocks import TransformerBlock, check_heads
-from ..tokens.budget import Segment, module_budget, run_stack, schedule_counts
+from ..tokens.budget import module_budget
+from ..tokens.spec import schedule_counts
+from ..tokens.stack import Segment, run_stack
 from ..types import FusionOutput, Tokens
 from .base import FUSIONS, Fusion
 
@@ -17,10 +19,10 @@ class TransformerFusion(Fusion):
     transformer blocks -> LayerNorm(fusion token). Absent modalities' tokens are masked out and their "missing"
     token is real instead, so the model knows what is absent without seeing placeholder values.
 
-    Token budgets (``tokens/budget.py``): the streams routed to the fusion (``token_modalities``) are reduced in
-    its blocks, each modality on its own schedule; the fusion token and the missing tokens are protected, and
-    pruning follows the fusion token's attention. Tokens that arrive with ``size`` (merged or pooled in an
-    encoder) get proportional attention when the budget asks for it.
+    Token budgets (``tokens/budget.py``, ``tokens/stack.py``): the streams routed to the fusion
+    (``token_modalities``) are reduced in its blocks, each modality on its own schedule; the fusion token and the
+    missing tokens are protected, and pruning follows the fusion token's attention. Tokens that arrive with
+    ``size`` (merged or pooled in an encoder) get proportional attention when the budget asks for it.
     """
 
     def __init__(

@@ -5,13 +5,14 @@ and returns ``(Tokens, size)`` where ``size[B, N_out]`` counts the original toke
 for (feed it back in for the next reduction, and to ``proportional_attention_bias``).
 
 ``REDUCERS`` maps a name to its primitive function (their signatures differ: merge takes ``r``, prune takes
-``scores`` and ``keep``, pool takes ``grid`` and ``factor``); the budget layer (``budget.py``: ``TokenBudget``,
-``install_token_budget``, ``run_stack``) adapts them to one knob, with ``zip`` = prune with context tokens.
+``scores`` and ``keep``, pool takes ``grid`` and ``factor``); the budget layer adapts them to one knob, with
+``zip`` = prune with context tokens: ``spec.py`` (``TokenBudget``, ``schedule_counts``), ``stack.py`` (``run_stack``:
+a block stack with reductions) and ``budget.py`` (``install_token_budget``: the wiring into a net).
 """
 
 from polymodal.registry import Registry
 
-from .budget import REDUCER_NAMES, SizedTokens, TokenBudget, install_token_budget, run_stack, schedule_counts
+from .budget import install_token_budget
 from .flops import (
     attention_memory_bytes,
     count_flops,
@@ -30,6 +31,8 @@ from .merge import (
 )
 from .pool import pool_grid, pool_shape, pool_to, pooled_grid
 from .prune import prune_by_importance, query_importance, zip_tokens
+from .spec import REDUCER_NAMES, SizedTokens, TokenBudget, schedule_counts
+from .stack import run_stack
 
 REDUCERS: Registry = Registry("token reducer")
 REDUCERS.register("merge")(merge_tokens)

@@ -10,7 +10,8 @@ import torch
 
 from polymodal.blocks import TransformerBlock
 from polymodal.tokens import REDUCER_NAMES, TokenBudget, pool_shape, pool_to, run_stack, schedule_counts
-from polymodal.tokens.budget import Segment, SizedTokens, reduce_sequence
+from polymodal.tokens.spec import SizedTokens
+from polymodal.tokens.stack import Segment, reduce_sequence
 from polymodal.types import Tokens
 
 REDUCERS = list(REDUCER_NAMES)

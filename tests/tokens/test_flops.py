@@ -92,7 +92,7 @@ def test_counted_flops_match_the_analytic_count():
 
     from polymodal.blocks import TransformerBlock
     from polymodal.tokens import TokenBudget, count_flops, run_stack, schedule_counts
-    from polymodal.tokens.budget import Segment
+    from polymodal.tokens.stack import Segment
 
     blocks = torch.nn.ModuleList(TransformerBlock(16, 4) for _ in range(2)).eval()
     x, mask = torch.randn(2, 12, 16), torch.ones(2, 12, dtype=torch.bool)

@@ -4,10 +4,10 @@ Registered names: ``efficientnet_lite0`` (image), ``minilm`` (text), ``sentence_
 ``hf_text``, ``hf_vision``, ``hf_audio``, ``timm`` (image) and ``open_clip`` (image or text). Importing this
 package imports no model library: each one loads when an encoder is built, with an error naming the pip extra
 when it is missing. See ``base.py`` for the frozen / projection / saving design and ``cache.py`` for the feature
-cache.
+cache. Hugging Face: ``hf.py`` (loading helpers), ``hf_text.py``, ``hf_vision.py``, ``hf_audio.py`` (the encoders).
 """
 
-from . import efficientnet, hf, optional  # noqa: F401  (registration side effects)
+from . import efficientnet, hf_audio, hf_text, hf_vision, optional  # noqa: F401  (registration side effects)
 from .base import MissingExtraError, PretrainedEncoder
 from .cache import FeatureCache
 
