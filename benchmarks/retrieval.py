@@ -12,8 +12,9 @@
    c = (a + 5 * (b mod 2)) mod 10. Pairwise, b says nothing about c and a leaves two candidates; only the
    combination decides. Retrieval of the third image given the first two among all 300 test candidates (class
    level: the top candidate shows digit c; chance 0.1, best possible for an additive pairwise score 0.5); CLIP
-   scores a candidate by the sum of its two pairwise similarities (as in the Symile paper). An earlier
-   construction, c = (a + b) mod 10 with b spoken (FSDD), left both objectives at chance within 15 epochs.
+   scores a candidate by the sum of its two pairwise similarities (as in the Symile paper). Both objectives train
+   the same towers (frozen EfficientNet-Lite0 + MLP projections) on 10,000 training triples drawn from 3,000
+   MNIST training images.
 4. Index: 100k random unit vectors (64-d) + metadata: build time (10 atomic commits + the ANN index), ANN (IVF-HNSW-SQ)
    query latency p50/p99 and recall@10 against exact search; a build process killed half-way leaves a readable
    index.
@@ -120,50 +121,75 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def symile_triples(split: str, seed: int) -> pd.DataFrame:
+def symile_triples(split: str, seed: int, n: int, pool_per_class: int | None = None) -> pd.DataFrame:
     """Three MNIST images: digit a, digit b (independent of a), and digit c = (a + 5 * (b mod 2)) mod 10.
 
     c is fixed only by a and b together: b alone says nothing about c (c is uniform given b), and a alone leaves
     two candidates (a and a + 5), so a pairwise model can narrow c to two classes but cannot tell which: the
     parity of b decides (an XOR-style interaction, as in the Symile paper's synthetic benchmark, on real digits).
-    Each image is a distinct MNIST image of the split (train or test)."""
+    With ``pool_per_class`` the images are drawn (with replacement) from that many MNIST images per digit, so many
+    triples share few distinct images (their frozen features are computed once); without it every image of the
+    split's triples is a distinct MNIST image."""
     with np.load(MNIST / f"mnist_{'train' if split == 'train' else 'test'}.npz") as z:
         images, labels = z["images"], z["labels"].astype(np.int64)
-    n = 2700 if split == "train" else 300
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 10, n)
     b = rng.integers(0, 10, n)
     c = (a + 5 * (b % 2)) % 10
-    pools = {d: list(rng.permutation(np.flatnonzero(labels == d))) for d in range(10)}
-    take = lambda d: _png(images[pools[int(d)].pop()])  # noqa: E731  (without replacement)
+    pools = {d: list(rng.permutation(np.flatnonzero(labels == d))[:pool_per_class]) for d in range(10)}
+    pngs: dict[int, bytes] = {}
+
+    def take(d: int) -> bytes:
+        pool = pools[int(d)]
+        i = pool.pop() if pool_per_class is None else pool[rng.integers(len(pool))]
+        if i not in pngs:
+            pngs[i] = _png(images[i])
+        return pngs[i]
+
     return pd.DataFrame({"image_a": [take(d) for d in a], "image_b": [take(d) for d in b],
                          "image_c": [take(d) for d in c], "a": a, "b": b, "c": c})
 
 
+SYMILE_COLS = ("image_a", "image_b", "image_c")
+
+
 def symile_vs_clip(epochs: int = int(os.environ.get("SYMILE_EPOCHS", 15))) -> dict:
+    """Both objectives get the same towers: frozen ImageNet EfficientNet-Lite0 (48 x 48 input, features cached)
+    with a trainable MLP projection per modality, the same triples, epochs and optimiser. Symile uses its
+    O(N^2) negatives (every (a, b) combination in the batch). Both train on all training triples and keep their
+    final weights (``val_fraction=0``): with a held-out 10 % and best-validation-loss selection, Symile's
+    validation loss flattens by epoch 5 while its retrieval keeps improving (0.45 at the selected epoch 5 of 10,
+    0.84 after 15 epochs in a development run)."""
     import polymodal as pm
     from polymodal.evaluate.retrieval import class_ranks, ranks, summarize
     from polymodal.objectives import mip_similarity
     import torch
 
-    train, test = symile_triples("train", 0), symile_triples("test", 1)
+    train, test = symile_triples("train", 0, 10_000, pool_per_class=300), symile_triples("test", 1, 300)
     out = {"n_train": len(train), "n_test": len(test), "chance_class_r1": 0.1, "pairwise_ceiling_class_r1": 0.5,
-           "construction": "c = (a + 5 * (b mod 2)) mod 10 over MNIST images a, b, c"}
+           "construction": "c = (a + 5 * (b mod 2)) mod 10 over MNIST images a, b, c",
+           "towers": "frozen EfficientNet-Lite0 (ImageNet, 48 px) + trainable MLP projection per modality",
+           "epochs": epochs}
     wanted = os.environ.get("SYMILE_OBJECTIVES", "symile,pairwise_clip").split(",")  # dev: one model per process
-    for name, objective in [x for x in (("symile", "symile"), ("pairwise_clip", "pairwise")) if x[0] in wanted]:
+    runs = (("symile", "symile", {"negative_sampling": "n_squared"}), ("pairwise_clip", "pairwise", {}))
+    for name, objective, obj_opts in [r for r in runs if r[0] in wanted]:
         t0 = time.perf_counter()
-        m = pm.align(train.drop(columns=["b", "c"]), label="a", kinds={k: "image" for k in ("image_a", "image_b", "image_c")}, objective=objective, epochs=epochs, lr=2e-3,
-                     batch_size=128, patience=100, progress=False, seed=0)
+        m = pm.align(train.drop(columns=["b", "c"]), label="a", kinds={k: "image" for k in SYMILE_COLS},
+                     encoders={k: "efficientnet_lite0" for k in SYMILE_COLS},
+                     encoder_options={k: {"size": 48} for k in SYMILE_COLS},
+                     objective=objective, objective_options=obj_opts, epochs=epochs, lr=2e-3,
+                     batch_size=128, val_fraction=0.0, progress=False, seed=0)
         _, e, _, _ = m.embed_arrays(test)
-        a, b, c = (torch.from_numpy(e[k]) for k in ("image_a", "image_b", "image_c"))
+        a, b, c = (torch.from_numpy(e[k]) for k in SYMILE_COLS)
         if objective == "symile":
             scores = mip_similarity(c, [a, b]).numpy()  # [query (a, b), candidate c]
         else:
-            scores = (a @ c.T + b @ c.T).numpy()
+            scores = (a @ c.T + b @ c.T).numpy()  # the sum of the pairwise similarities (as in the Symile paper)
         out[name] = {
             "class": summarize(class_ranks(scores, test.c.to_numpy(), test.c.to_numpy())),
             "instance": summarize(ranks(scores)),
             "train_s": round(time.perf_counter() - t0, 1),
+            "epochs_run": m.info["training"]["epochs_run"],
         }
         log(f"{name}: class R@1 {out[name]['class']['R@1']:.3f}")
     return out
