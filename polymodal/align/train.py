@@ -66,7 +66,6 @@ def train_align(
     from datetime import timedelta
 
     with _quiet_lightning(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen pretrained backbones
         trainer = L.Trainer(
             max_epochs=train_cfg.epochs,

@@ -70,7 +70,8 @@ def train_net(
 
 
 class _quiet_lightning:
-    """Silence Lightning's banner lines and its advice about DataLoader workers (data is already in memory)."""
+    """Silence Lightning's banner lines and its advice that does not apply here (DataLoader workers: data is already
+    in memory; no validation loader: training without a validation split is allowed)."""
 
     def __enter__(self):
         self._loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
@@ -82,6 +83,8 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*has `shuffle=True`.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        # training without a validation split (val_fraction=0) is a choice, not a mistake
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
         return self
 
     def __exit__(self, *exc):
