@@ -9,7 +9,8 @@ auxiliary losses, best of 10 % validation), two worker processes with 1 thread e
 * ``full``: no budget. The curve is this model *off the shelf* at each budget (``trained_with_budget: false``);
 * ``merge_0.5``: trained with merge at budget 0.5 (the trained-with-budget answer to the 0.5 target);
 * ``pool_random``: Matryoshka / M3 training, one random pool budget from {1, 0.75, 0.5, 0.25, 0.1} per step;
-* ``pool_<b>``: trained with pool at budget b alone, for b in 0.75, 0.5, 0.25, 0.1.
+* ``pool_<b>``: trained with pool at budget b alone, for b in 0.75, 0.5, 0.25, 0.1;
+* ``full_seed<s>`` / ``merge_0.5_seed<s>`` for seeds 1 to 4: the accuracy comparison at merge 0.5 over 5 seeds.
 
 Timing: the encoder + fusion forward on a fixed batch of 128 test samples, 1 thread, alternating full and reduced
 ``REPS`` times; ``throughput_ratio`` is the median over those back-to-back pairs of full / reduced time (ratios
@@ -43,7 +44,11 @@ JOBS = {
     "merge_0.5": {"token_budget": 0.5, "reducer": "merge"},
     "pool_random": {"reducer": "pool", "train_budgets": list(BUDGETS)},
     **{f"pool_{b}": {"token_budget": b, "reducer": "pool"} for b in BUDGETS[1:]},
+    # four more seeds of the accuracy comparison at merge 0.5 (one test split of 300 pairs is +-2.7 points)
+    **{f"full_seed{s}": {"seed": s} for s in range(1, 5)},
+    **{f"merge_0.5_seed{s}": {"token_budget": 0.5, "reducer": "merge", "seed": s} for s in range(1, 5)},
 }
+SEEDS = {0: ("full", "merge_0.5"), **{s: (f"full_seed{s}", f"merge_0.5_seed{s}") for s in range(1, 5)}}
 
 
 def train_one(key: str) -> tuple[str, float]:
@@ -117,6 +122,14 @@ def main() -> None:
         flops_by_op[name] = {k: round(v / len(batch) / 1e6, 3) for k, v in count_flops.last_by_op.items()}
 
     merge_trained = acc_at("merge_0.5", 0.5, "merge")
+    seeds = {}
+    for seed, (full_run, merge_run) in SEEDS.items():
+        seeds[seed] = {"full": acc_at(full_run, 1.0, "merge"), "full_merge_0.5_off_the_shelf": acc_at(full_run, 0.5, "merge"),
+                       "trained_with_merge_0.5": acc_at(merge_run, 0.5, "merge")}
+    mean = lambda k: sum(r[k] for r in seeds.values()) / len(seeds)  # noqa: E731
+    import statistics
+
+    paired = [100 * (r["full"] - r["trained_with_merge_0.5"]) for r in seeds.values()]  # points, per seed
     pool = {str(b): {"random_budgets": acc_at("pool_random", b, "pool"),
                      "fixed_budget": acc_at("full" if b == 1.0 else f"pool_{b}", b, "pool")} for b in BUDGETS}
     m05 = res["curve"]["merge"]["0.5"]
@@ -134,6 +147,12 @@ def main() -> None:
             "acc_trained_with_budget": merge_trained,
             "drop_points_off_the_shelf": round(100 * (full_acc - m05["acc"]), 2),
             "drop_points_trained_with_budget": round(100 * (full_acc - merge_trained), 2),
+            "seeds": seeds,
+            "mean_over_seeds": {k: round(mean(k), 4) for k in next(iter(seeds.values()))},
+            "drop_points_trained_with_budget_mean_over_seeds": round(100 * (mean("full") - mean("trained_with_merge_0.5")), 2),
+            "drop_points_trained_with_budget_per_seed": [round(x, 2) for x in paired],
+            "drop_points_trained_with_budget_standard_error": round(statistics.stdev(paired) / len(paired) ** 0.5, 2),
+            "drop_points_off_the_shelf_mean_over_seeds": round(100 * (mean("full") - mean("full_merge_0.5_off_the_shelf")), 2),
         },
         "pool_random_vs_fixed": pool,
         "profile_ms_per_batch": profile,
