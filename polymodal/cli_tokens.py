@@ -121,7 +121,7 @@ def register(app: typer.Typer, run_guarded, console) -> None:
         reducers: str = typer.Option("merge,prune,pool,zip", help="Reducers to measure"),
         schedule: str = typer.Option("input", help="input | first | constant | decreasing"),
         batch_size: int = typer.Option(128, help="Timing batch size"),
-        reps: int = typer.Option(5, help="Timed repetitions (alternating with the full-token model; best kept)"),
+        reps: int = typer.Option(5, help="Timed back-to-back pairs with the full-token model (the ratio is their median)"),
         threads: int = typer.Option(1, help="torch threads while timing"),
         out: Optional[Path] = typer.Option(None, help="Write the JSON here"),
         plot: Optional[Path] = typer.Option(None, help="Write an accuracy / speed plot (PNG) here (needs matplotlib)"),
