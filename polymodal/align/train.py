@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
 from torch import Tensor
 
 from ..config import TrainConfig
 from ..data.dataset import DecodedDataset, make_loader
-from ..train.callbacks import BestWeights
-from ..train.loop import _quiet_lightning
+from ..train.loop import run_trainer
 from ..train.module import build_optimizer
-from ..train.progress import EpochProgress
 from ..types import Batch
 from .net import AlignNet
 
@@ -52,40 +48,9 @@ def train_align(
     """Train ``net`` in place (best validation-loss weights kept when there is a validation set)."""
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     lit = LitAlign(net, train_cfg)
-    best = BestWeights("val_loss", "min", ckpt_dir)
-    callbacks: list[L.Callback] = []
-    has_val = val_ds is not None and len(val_ds) >= 2
-    if has_val:
-        callbacks += [best, EarlyStopping(monitor="val_loss", mode="min", patience=train_cfg.patience)]
-    if train_cfg.progress:
-        callbacks.append(EpochProgress())
     # a final batch with fewer than 2 complete rows contributes a zero loss (no negatives to contrast with)
     train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     # validation in batches as large as training ones, so the loss is comparable across epochs and runs
+    has_val = val_ds is not None and len(val_ds) >= 2
     val_loader = make_loader(val_ds, val_batch_size or train_cfg.batch_size, shuffle=False) if has_val else None
-    from datetime import timedelta
-
-    with _quiet_lightning(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen pretrained backbones
-        trainer = L.Trainer(
-            max_epochs=train_cfg.epochs,
-            max_time=timedelta(minutes=train_cfg.max_minutes) if train_cfg.max_minutes else None,
-            accelerator="auto",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=False,
-            num_sanity_val_steps=0,
-            deterministic=True,
-            callbacks=callbacks,
-        )
-        trainer.fit(lit, train_loader, val_loader)
-    best.restore(net)
-    net.eval()
-    return {
-        "epochs_run": trainer.current_epoch,
-        "best_epoch": best.best_epoch,
-        "best_val_loss": best.best,
-        "history": best.history,
-    }
+    return run_trainer(lit, net, train_loader, val_loader, train_cfg, "val_loss", "min", ckpt_dir)

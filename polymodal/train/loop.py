@@ -34,16 +34,32 @@ def train_net(
     """
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     lit = LitMultimodal(net, model_cfg, train_cfg)
-    classify = net.schema.task == "classify"
-    monitor, mode = ("val_acc", "max") if classify else ("val_loss", "min")
+    monitor, mode = ("val_acc", "max") if net.schema.task == "classify" else ("val_loss", "min")
+    train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
+    val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
+    return run_trainer(lit, net, train_loader, val_loader, train_cfg, monitor, mode, ckpt_dir, callbacks)
+
+
+def run_trainer(
+    lit: L.LightningModule,
+    net,
+    train_loader,
+    val_loader,
+    train_cfg: TrainConfig,
+    monitor: str,
+    mode: str,
+    ckpt_dir: Path | None = None,
+    callbacks: list[L.Callback] | None = None,
+) -> dict[str, Any]:
+    """The one Lightning run behind ``fit`` and ``align``: early stopping on ``monitor`` and the best weights
+    restored into ``net`` when there is a validation loader (else ``epochs`` epochs and the last weights), our
+    epoch progress bar, Lightning's own output silenced. Returns the training history."""
     best = BestWeights(monitor, mode, ckpt_dir)
     callbacks = list(callbacks or [])
-    if val_ds is not None and len(val_ds):
+    if val_loader is not None:
         callbacks += [best, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.patience)]
     if train_cfg.progress:
         callbacks.append(EpochProgress())
-    train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
-    val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=train_cfg.epochs,
@@ -85,6 +101,7 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         # training without a validation split (val_fraction=0) is a choice, not a mistake
         warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen pretrained backbones
         return self
 
     def __exit__(self, *exc):
