@@ -31,6 +31,27 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_av_digits(tmp_path_factory):
+    """``export(limit) -> folder``: av-digits written to ordinary files (PNG, WAV, Parquet manifests) by the real
+    CLI, once per row limit per test session. The folder is shared between test modules: treat it as read-only."""
+    from typer.testing import CliRunner
+
+    from polymodal.cli import app
+
+    folders: dict[int, Path] = {}
+
+    def export(limit: int) -> Path:
+        if limit not in folders:
+            out = tmp_path_factory.mktemp(f"avd{limit}")
+            res = CliRunner().invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", str(limit)])
+            assert res.exit_code == 0, res.output
+            folders[limit] = out
+        return folders[limit]
+
+    return export
+
+
+@pytest.fixture(scope="session")
 def xor_model():
     """A small concat-fusion model trained once on ``tests.xor_data.xor_table`` (each modality carries one bit)."""
     import polymodal as pm

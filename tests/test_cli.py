@@ -12,11 +12,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("avd")
-    res = runner.invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", "120"])
-    assert res.exit_code == 0, res.output
-    return out
+def exported(exported_av_digits):
+    return exported_av_digits(120)
 
 
 def test_fit_evaluate_predict_end_to_end(exported, tmp_path):
@@ -49,12 +46,14 @@ def test_unknown_label_exits_with_message(exported, tmp_path):
 
 
 def test_corrupt_file_names_row_column_file_then_policy(exported, tmp_path):
-    manifest = pd.read_parquet(exported / "train.parquet")
-    bad = exported / "audio" / "corrupt.wav"
+    manifest = pd.read_parquet(exported / "train.parquet")  # (the shared export stays untouched: work in tmp_path)
+    for col in ("image", "audio"):
+        manifest[col] = [str(exported / p) for p in manifest[col]]
+    bad = tmp_path / "corrupt.wav"
     bad.write_bytes(b"RIFF\x00\x00garbage-not-audio")
-    manifest.loc[7, "audio"] = "audio/corrupt.wav"
-    manifest.to_parquet(exported / "bad.parquet")
-    args = ["fit", str(exported / "bad.parquet"), "--label", "digit", "--out", str(tmp_path / "b"), "--epochs", "1", "--dim", "32"]
+    manifest.loc[7, "audio"] = str(bad)
+    manifest.to_parquet(tmp_path / "bad.parquet")
+    args = ["fit", str(tmp_path / "bad.parquet"), "--label", "digit", "--out", str(tmp_path / "b"), "--epochs", "1", "--dim", "32"]
     res = runner.invoke(app, args)
     assert res.exit_code == 2
     flat = " ".join(res.output.split())

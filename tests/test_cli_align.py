@@ -20,11 +20,8 @@ def flat(res) -> str:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("avd")
-    res = runner.invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", "60"])
-    assert res.exit_code == 0, res.output
-    return out
+def exported(exported_av_digits):
+    return exported_av_digits(60)
 
 
 def test_align_embed_index_search_evaluate(exported, tmp_path):

@@ -17,11 +17,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("avd_tokens")
-    res = runner.invoke(app, ["datasets", "export", "av-digits", str(out), "--limit", "60"])
-    assert res.exit_code == 0, res.output
-    return out
+def exported(exported_av_digits):
+    return exported_av_digits(60)
 
 
 @pytest.fixture(scope="module")
