@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import sys
 import time
 
@@ -127,8 +128,6 @@ def main() -> None:
         seeds[seed] = {"full": acc_at(full_run, 1.0, "merge"), "full_merge_0.5_off_the_shelf": acc_at(full_run, 0.5, "merge"),
                        "trained_with_merge_0.5": acc_at(merge_run, 0.5, "merge")}
     mean = lambda k: sum(r[k] for r in seeds.values()) / len(seeds)  # noqa: E731
-    import statistics
-
     paired = [100 * (r["full"] - r["trained_with_merge_0.5"]) for r in seeds.values()]  # points, per seed
     pool = {str(b): {"random_budgets": acc_at("pool_random", b, "pool"),
                      "fixed_budget": acc_at("full" if b == 1.0 else f"pool_{b}", b, "pool")} for b in BUDGETS}

@@ -2,9 +2,9 @@
 ``benchmarks/token_budget.py``).
 
 Throughput is the encoder + fusion forward on one fixed batch, timed alternately with the full-token model in the
-same process (ratios within one run: the median over ``reps`` back-to-back pairs). FLOPs are counted op by op over that same
-forward (``count_flops``: matmuls and convolutions, the merge / pool arithmetic included), and per transformer
-layer analytically from each stack's token trace (``stack_costs``).
+same process (ratios within one run: the median over ``reps`` back-to-back pairs). FLOPs are counted op by op over
+that same forward (``count_flops``: matmuls and convolutions, the merge / pool arithmetic included), and per
+transformer layer analytically from each stack's token trace (``stack_costs``).
 """
 
 from __future__ import annotations
