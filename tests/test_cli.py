@@ -45,15 +45,18 @@ def test_unknown_label_exits_with_message(exported, tmp_path):
     assert "Traceback" not in res.output
 
 
-def test_corrupt_file_names_row_column_file_then_policy(exported, tmp_path):
-    manifest = pd.read_parquet(exported / "train.parquet")  # (the shared export stays untouched: work in tmp_path)
+def test_corrupt_file_names_row_column_file_then_policy(exported, tmp_path, tmp_path_factory):
+    # the shared export stays untouched: the bad file and manifest go to a folder of their own (a short path, so
+    # the message below is not wrapped inside the file name)
+    work = tmp_path_factory.mktemp("bad")
+    manifest = pd.read_parquet(exported / "train.parquet")
     for col in ("image", "audio"):
         manifest[col] = [str(exported / p) for p in manifest[col]]
-    bad = tmp_path / "corrupt.wav"
+    bad = work / "corrupt.wav"
     bad.write_bytes(b"RIFF\x00\x00garbage-not-audio")
-    manifest.loc[7, "audio"] = str(bad)
-    manifest.to_parquet(tmp_path / "bad.parquet")
-    args = ["fit", str(tmp_path / "bad.parquet"), "--label", "digit", "--out", str(tmp_path / "b"), "--epochs", "1", "--dim", "32"]
+    manifest.loc[7, "audio"] = "corrupt.wav"
+    manifest.to_parquet(work / "bad.parquet")
+    args = ["fit", str(work / "bad.parquet"), "--label", "digit", "--out", str(tmp_path / "b"), "--epochs", "1", "--dim", "32"]
     res = runner.invoke(app, args)
     assert res.exit_code == 2
     flat = " ".join(res.output.split())
