@@ -1,4 +1,4 @@
-"""Every registered fusion under one protocol (``polymodal.compare``), on two real datasets, plus the MNAR shift.
+"""Every registered fusion under one protocol (``polymodal.experiments.compare``), on two real datasets, plus the MNAR shift.
 
 Sections (``--only`` runs some of them; results merge into ``benchmarks/results/fusion_compare.json``):
 
@@ -28,7 +28,7 @@ from _common import RESULTS, emit, setup
 
 import numpy as np
 
-from polymodal.compare import Job, compare, resolve_fusions, run_jobs
+from polymodal.experiments.compare import Job, compare, resolve_fusions, run_jobs
 EPOCHS = 8  # fewer than the demo's 15: 52 av-digits models must fit in a session on 2 shared cores
 
 SEEDS = (0, 1, 2)

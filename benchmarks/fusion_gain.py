@@ -25,8 +25,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from polymodal.datasets import load_av_digits
-from polymodal.demo import EPOCHS, run_parallel
-from polymodal.predictor import decode_for, prepare
+from polymodal.experiments.demo import EPOCHS, run_parallel
+from polymodal.recipes.fit import decode_for, prepare
 
 FUSIONS = ("late", "concat", "transformer")
 

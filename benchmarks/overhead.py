@@ -16,11 +16,11 @@ from _common import emit, setup
 import lightning as L
 import torch
 
-from polymodal.config import ModelConfig, TrainConfig
+from polymodal.config.model import ModelConfig, TrainConfig
 from polymodal.data.dataset import make_loader
 from polymodal.datasets import load_av_digits
-from polymodal.model import MultimodalNet
-from polymodal.predictor import prepare
+from polymodal.nets.multimodal import MultimodalNet
+from polymodal.recipes.fit import prepare
 from polymodal.train import train_net
 from polymodal.train.module import build_optimizer, training_loss
 

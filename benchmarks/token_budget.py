@@ -56,7 +56,7 @@ def train_one(key: str) -> tuple[str, float]:
     import torch
 
     from polymodal.datasets import load_av_digits
-    from polymodal.predictor import fit
+    from polymodal.recipes.fit import fit
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -86,8 +86,8 @@ def main() -> None:
     train_s = train_all()
     setup(threads=1)
     from polymodal.datasets import load_av_digits
-    from polymodal.predictor import load
-    from polymodal.tokens.bench import REDUCERS, budget_curve
+    from polymodal.recipes.fit import load
+    from polymodal.evaluate.token_bench import REDUCERS, budget_curve
 
     test = load_av_digits("test")
     full = load(RUNS / "full")
@@ -109,8 +109,8 @@ def main() -> None:
 
     # Where the time goes (torch.profiler, self CPU ms per forward by op category) and where the FLOPs go.
     from polymodal.data.dataset import make_loader
-    from polymodal.predictor import decode_for
-    from polymodal.tokens.bench import encode_fuse, profile_forward
+    from polymodal.recipes.fit import decode_for
+    from polymodal.evaluate.token_bench import encode_fuse, profile_forward
     from polymodal.tokens.flops import count_flops
 
     _, ds, _ = decode_for(full.schema, test, progress=False)

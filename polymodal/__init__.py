@@ -13,20 +13,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .errors import DecodeError, PolymodalError, SchemaError  # noqa: E402
-from .types import Batch, FusionOutput, Tokens  # noqa: E402
+from polymodal.errors import DecodeError, PolymodalError, SchemaError  # noqa: E402
+from polymodal.types import Batch, FusionOutput, Tokens  # noqa: E402
 
-_LAZY = {"Model": "predictor", "fit": "predictor", "load": "predictor", "prepare": "predictor",
-         "AlignedModel": "align", "Index": "index"}
+_LAZY = {"Model": "recipes.fit", "fit": "recipes.fit", "load": "recipes.fit", "prepare": "recipes.fit",
+         "AlignedModel": "recipes.align", "align": "recipes.align", "Index": "index"}
 
 __all__ = ["AlignedModel", "Batch", "DecodeError", "Index", "align", "FusionOutput", "Model", "PolymodalError", "SchemaError", "Tokens", "fit", "load"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "align":  # the subpackage is callable: pm.align(table, modalities=[...], objective="siglip")
-        import importlib
-
-        return importlib.import_module(".align", __name__)
     if name in _LAZY:
         import importlib
 

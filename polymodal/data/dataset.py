@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from ..types import Batch
+from polymodal.types import Batch
 
 Decoded = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]  # modality -> (arrays, present[N])
 

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DecodeError
-from .kinds.base import DecodeContext
-from .schema import Schema, is_missing
+from polymodal.errors import DecodeError
+from polymodal.data.kinds.base import DecodeContext
+from polymodal.data.schema import Schema, is_missing
 
 
 def _plain(v: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import SchemaError
+from polymodal.errors import SchemaError
 
 KINDS = ("image", "audio", "text", "tabular", "timeseries", "depth")
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

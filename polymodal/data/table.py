@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import SchemaError
-from .kinds import PROCESSORS, DecodeContext
-from .kinds._common import progress_enabled
-from .schema import Schema
+from polymodal.errors import SchemaError
+from polymodal.data.kinds import PROCESSORS, DecodeContext
+from polymodal.data.kinds._common import progress_enabled
+from polymodal.data.schema import Schema
 
 FORMATS = {
     ".csv": "csv",

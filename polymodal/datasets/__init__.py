@@ -7,8 +7,8 @@ preprocessing.
 
 from __future__ import annotations
 
-from .av_digits import export_av_digits, load_av_digits
-from .basicmotions import export_basicmotions, load_basicmotions
+from polymodal.datasets.av_digits import export_av_digits, load_av_digits
+from polymodal.datasets.basicmotions import export_basicmotions, load_basicmotions
 
 DATASETS = {
     "av-digits": {

@@ -12,12 +12,12 @@ import librosa
 import torch
 from torch import Tensor, nn
 
-from ..blocks import SinusoidalPositions, TransformerBlock, check_heads, required_option, run_on_present
-from ..data.schema import ModalitySpec
-from ..tokens.budget import encoder_stack
-from ..tokens.spec import SizedTokens
-from ..types import Tokens
-from .base import ENCODERS, Encoder
+from polymodal.blocks import SinusoidalPositions, TransformerBlock, check_heads, required_option, run_on_present
+from polymodal.data.schema import ModalitySpec
+from polymodal.tokens.budget import encoder_stack
+from polymodal.tokens.spec import SizedTokens
+from polymodal.types import Tokens
+from polymodal.encoders.base import ENCODERS, Encoder
 
 
 def _conv_bn(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:

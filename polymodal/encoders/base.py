@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..data.schema import ModalitySpec
-from ..registry import Registry
-from ..types import Tokens
+from polymodal.data.schema import ModalitySpec
+from polymodal.registry import Registry
+from polymodal.types import Tokens
 
 
 class Encoder(nn.Module):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..blocks import TransformerBlock, check_heads
-from ..data.schema import ModalitySpec
-from ..types import Tokens
-from .base import ENCODERS, Encoder
+from polymodal.blocks import TransformerBlock, check_heads
+from polymodal.data.schema import ModalitySpec
+from polymodal.types import Tokens
+from polymodal.encoders.base import ENCODERS, Encoder
 
 
 @ENCODERS.register("tabular_ft")

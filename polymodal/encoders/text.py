@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..blocks import LearnedPositions, TransformerBlock, check_heads, required_option
-from ..data.schema import ModalitySpec
-from ..types import Tokens
-from .base import ENCODERS, Encoder
+from polymodal.blocks import LearnedPositions, TransformerBlock, check_heads, required_option
+from polymodal.data.schema import ModalitySpec
+from polymodal.types import Tokens
+from polymodal.encoders.base import ENCODERS, Encoder
 
 
 @ENCODERS.register("text_transformer")

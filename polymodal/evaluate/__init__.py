@@ -1,4 +1,4 @@
-from .metrics import classification_metrics, regression_metrics
-from .subsets import modality_subsets
+from polymodal.evaluate.metrics import classification_metrics, regression_metrics
+from polymodal.evaluate.subsets import modality_subsets
 
 __all__ = ["classification_metrics", "regression_metrics", "modality_subsets"]

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.dataset import DecodedDataset
+from polymodal.data.dataset import DecodedDataset
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..predictor import Model
+    from polymodal.recipes.fit import Model
 
 MAX_SHAPLEY = 5
 
@@ -127,7 +127,7 @@ def explain(
     ``<method>_<modality>`` columns, summary dict with the mean contribution per class).
 
     A label column, if the table has one, groups the summary by true class; otherwise by predicted class."""
-    from ..predictor import decode_for
+    from polymodal.recipes.fit import decode_for
 
     frame, ds, report = decode_for(model.schema, data, on_error=on_error, with_labels=None,
                                    progress=model.train_cfg.progress)

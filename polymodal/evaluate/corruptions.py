@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.dataset import DecodedDataset
-from ..registry import Registry
+from polymodal.data.dataset import DecodedDataset
+from polymodal.registry import Registry
 
 Arrays = dict[str, Tensor]
 Corruption = Callable[[Arrays, Tensor, float, np.random.Generator], Arrays]

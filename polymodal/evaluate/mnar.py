@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import mutual_info_score
 
-from ..errors import PolymodalError
+from polymodal.errors import PolymodalError
 
 DEPENDS_ON = ("label", "content", "random")
 

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..data.dataset import DecodedDataset
-from .corruptions import corrupt_dataset, corruption_for, with_presence
-from .mnar import MNARPattern, content_score, dependence, missing_rows
-from .subsets import modality_subsets, subset_key
+from polymodal.data.dataset import DecodedDataset
+from polymodal.evaluate.corruptions import corrupt_dataset, corruption_for, with_presence
+from polymodal.evaluate.mnar import MNARPattern, content_score, dependence, missing_rows
+from polymodal.evaluate.subsets import modality_subsets, subset_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..predictor import Model
+    from polymodal.recipes.fit import Model
 
 DEFAULT_NOISE = (0.0, 0.1, 0.3, 0.5)
 MISSING_STUDIES = ("subsets", "mnar")
@@ -147,7 +147,7 @@ def mnar_study(
 def expert_utilisation(model: "Model", ds: DecodedDataset, batch_size: int = 256) -> dict[str, list[float]] | None:
     """Mixture-of-experts fusions (``moe``): the fraction of tokens routed to each expert of each modality's group
     over ``ds`` (uniform = balanced; one expert near 1 = collapsed routing). ``None`` for other fusions."""
-    from ..data.dataset import make_loader
+    from polymodal.data.dataset import make_loader
 
     fusion = model.net.fusion
     if not hasattr(fusion, "last_utilisation"):
@@ -206,13 +206,13 @@ def robustness(
 ) -> dict[str, Any]:
     """``robustness_report`` on a labelled table (DataFrame or path); with ``out``, also writes
     ``robustness.json`` and plots (subset heatmap, noise curves) there."""
-    from ..predictor import decode_for
+    from polymodal.recipes.fit import decode_for
 
     _, ds, decode_report = decode_for(model.schema, data, on_error=on_error, progress=model.train_cfg.progress)
     rep = robustness_report(model, ds, missing=missing, noise=noise, corruptions=corruptions, mnar_rate=mnar_rate, seed=seed)
     rep["decode_report"] = decode_report.to_dict()
     if out is not None:
-        from .plots import line_plot, subset_heatmap
+        from polymodal.evaluate.plots import line_plot, subset_heatmap
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

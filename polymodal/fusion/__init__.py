@@ -1,6 +1,6 @@
 """Built-in fusion operators; importing this package registers them all in ``FUSIONS``."""
 
-from . import (  # noqa: F401  (registration side effects)
+from polymodal.fusion import (  # noqa: F401  (registration side effects)
     bottleneck,
     concat,
     cross_attention,
@@ -13,6 +13,6 @@ from . import (  # noqa: F401  (registration side effects)
     sequential,
     transformer,
 )
-from .base import FUSIONS, Fusion
+from polymodal.fusion.base import FUSIONS, Fusion
 
 __all__ = ["FUSIONS", "Fusion"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..registry import Registry
-from ..types import FusionOutput, Tokens
+from polymodal.registry import Registry
+from polymodal.types import FusionOutput, Tokens
 
 
 class Fusion(nn.Module):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..blocks import TransformerBlock, check_heads
-from ..types import FusionOutput, Tokens
-from .base import FUSIONS, Fusion
+from polymodal.blocks import TransformerBlock, check_heads
+from polymodal.types import FusionOutput, Tokens
+from polymodal.fusion.base import FUSIONS, Fusion
 
 
 @FUSIONS.register("bottleneck")

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import TransformerBlock, check_heads, key_mask
-from ..types import FusionOutput, Tokens
-from .base import FUSIONS, Fusion
+from polymodal.blocks import TransformerBlock, check_heads, key_mask
+from polymodal.types import FusionOutput, Tokens
+from polymodal.fusion.base import FUSIONS, Fusion
 
 
 class CrossAttention(nn.Module):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..types import FusionOutput, Tokens
-from .base import FUSIONS, Fusion
+from polymodal.types import FusionOutput, Tokens
+from polymodal.fusion.base import FUSIONS, Fusion
 
 POOLINGS = ("sum", "mean", "max", "min", "median")
 

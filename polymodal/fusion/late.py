@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..types import FusionOutput, Tokens
-from .base import FUSIONS, Fusion
+from polymodal.types import FusionOutput, Tokens
+from polymodal.fusion.base import FUSIONS, Fusion
 
 
 @FUSIONS.register("late")

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..types import FusionOutput, Tokens
-from .base import FUSIONS, Fusion
+from polymodal.types import FusionOutput, Tokens
+from polymodal.fusion.base import FUSIONS, Fusion
 
 
 def switch_balance_loss(probs: Tensor, chosen: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:

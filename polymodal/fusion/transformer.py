@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..blocks import TransformerBlock, check_heads
-from ..tokens.budget import module_budget
-from ..tokens.spec import schedule_counts
-from ..tokens.stack import Segment, run_stack
-from ..types import FusionOutput, Tokens
-from .base import FUSIONS, Fusion
+from polymodal.blocks import TransformerBlock, check_heads
+from polymodal.tokens.budget import module_budget
+from polymodal.tokens.spec import schedule_counts
+from polymodal.tokens.stack import Segment, run_stack
+from polymodal.types import FusionOutput, Tokens
+from polymodal.fusion.base import FUSIONS, Fusion
 
 
 @FUSIONS.register("transformer")

@@ -1,21 +1,5 @@
-"""Task heads: a registry of small modules mapping the fused vector to task outputs."""
+"""Heads: task heads (classify, regress) from the fused vector, and the projection head into a shared space."""
 
-from __future__ import annotations
+from polymodal.heads.task import HEADS
 
-from torch import nn
-
-from ..registry import Registry
-
-HEADS: Registry[nn.Module] = Registry("head")
-
-
-@HEADS.register("classify")
-def classify_head(dim: int, n_out: int, dropout: float = 0.1) -> nn.Module:
-    """Dropout -> linear to class logits (linear, so late fusion stays an average of per-modality logits)."""
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_out))
-
-
-@HEADS.register("regress")
-def regress_head(dim: int, n_out: int = 1, dropout: float = 0.1) -> nn.Module:
-    """Dropout -> linear to a (standardised) regression target."""
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_out))
+__all__ = ["HEADS"]

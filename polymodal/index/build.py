@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.schema import Schema, is_missing
-from ..data.table import read_table
-from ..errors import PolymodalError, SchemaError
-from .store import IndexError_, VectorStore
+from polymodal.data.schema import Schema, is_missing
+from polymodal.data.table import read_table
+from polymodal.errors import PolymodalError, SchemaError
+from polymodal.index.store import IndexError_, VectorStore
 
 FUSED = "fused"
 FILE_KINDS = ("image", "audio", "depth", "timeseries")
@@ -33,14 +33,14 @@ FILE_KINDS = ("image", "audio", "depth", "timeseries")
 
 def load_run(run: Any):
     """A trained model with a shared space: an ``AlignedModel`` or a supervised ``Model`` fitted with ``align=``."""
-    from ..align.model import AlignedModel, is_align_run
+    from polymodal.recipes.align import AlignedModel, is_align_run
 
     if not isinstance(run, (str, Path)):
         model = run
     elif is_align_run(run):
         model = AlignedModel.load(run)
     else:
-        from ..predictor import load
+        from polymodal.recipes.fit import load
 
         model = load(run)
     if getattr(model.net, "align_head", None) is None:
@@ -171,7 +171,7 @@ class Index:
     ) -> "Index":
         """Embed the table's new and changed rows into the index at ``path`` (created if absent)."""
         t0 = time.perf_counter()
-        from ..align.embed import decode_rows, embed_dataset
+        from polymodal.recipes.embed import decode_rows, embed_dataset
 
         model = load_run(run)
         fingerprint = _model_fingerprint(run, model)
@@ -256,7 +256,7 @@ class Index:
 
     # ------------------------------------------------------------------ search
     def query_vector(self, value: Any, modality: str) -> np.ndarray:
-        from ..align.embed import encode_values
+        from polymodal.recipes.embed import encode_values
 
         return encode_values(self.model.schema, self.model.net, modality, [value])[0]
 
@@ -279,7 +279,7 @@ class Index:
         or a raw ``vector``. ``modality`` names the query's modality when the model has several of that kind;
         ``target`` is the stored vector to search (default: the first indexed modality other than the query's).
         """
-        from ..align.embed import modality_of_kind
+        from polymodal.recipes.embed import modality_of_kind
 
         given = {k: v for k, v in (("text", text), ("image", image), ("audio", audio)) if v is not None}
         if len(given) + (vector is not None) != 1:
@@ -299,7 +299,7 @@ class Index:
 
 def _model_fingerprint(run: Any, model: Any) -> str:
     if isinstance(run, (str, Path)) and (Path(run) / "weights.safetensors").exists():
-        from ..index.build import _file_digest
+        from polymodal.index.build import _file_digest
 
         return _file_digest(Path(run) / "weights.safetensors")
     h = hashlib.sha256()

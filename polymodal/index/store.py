@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import PolymodalError
+from polymodal.errors import PolymodalError
 
 TABLE = "items"
 META = "polymodal_index.json"

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..registry import Registry
-from .clip import ClipLoss, ContrastiveOutput, clip_loss, clip_output, contrastive_loss_with_temperature
-from .distributed import gather_features
-from .multi import (
+from polymodal.registry import Registry
+from polymodal.objectives.clip import ClipLoss, ContrastiveOutput, clip_loss, clip_output, contrastive_loss_with_temperature
+from polymodal.objectives.distributed import gather_features
+from polymodal.objectives.multi import (
     AnchorLoss,
     PairwiseLoss,
     UniformityAlignment,
@@ -32,8 +32,8 @@ from .multi import (
     uniformity,
     uniformity_alignment,
 )
-from .siglip import SigLipLoss, siglip_loss
-from .symile import SymileLoss, mip_similarity, symile_loss
+from polymodal.objectives.siglip import SigLipLoss, siglip_loss
+from polymodal.objectives.symile import SymileLoss, mip_similarity, symile_loss
 
 OBJECTIVES: Registry[nn.Module] = Registry("objective")
 

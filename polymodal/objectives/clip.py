@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .distributed import gather_features, local_offset
+from polymodal.objectives.distributed import gather_features, local_offset
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .clip import pair_from
+from polymodal.objectives.clip import pair_from
 
 PairLoss = Callable[[Tensor, Tensor], Tensor]
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .clip import check_pair, clamped_scale, log_or_none, make_logit_scale, pair_from
-from .distributed import gather_features, local_offset
+from polymodal.objectives.clip import check_pair, clamped_scale, log_or_none, make_logit_scale, pair_from
+from polymodal.objectives.distributed import gather_features, local_offset
 
 
 def siglip_logits(a: Tensor, b: Tensor, logit_scale: Tensor | float, logit_bias: Tensor | float | None) -> Tensor:

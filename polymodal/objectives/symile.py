@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .clip import clamped_scale, log_or_none, make_logit_scale
-from .distributed import gather_features, local_offset
+from polymodal.objectives.clip import clamped_scale, log_or_none, make_logit_scale
+from polymodal.objectives.distributed import gather_features, local_offset
 
 MODES = ("n", "n_squared")
 

@@ -12,8 +12,8 @@ a block stack with reductions) and ``budget.py`` (``install_token_budget``: the 
 
 from polymodal.registry import Registry
 
-from .budget import install_token_budget
-from .flops import (
+from polymodal.tokens.budget import install_token_budget
+from polymodal.tokens.flops import (
     attention_memory_bytes,
     count_flops,
     layer_flops,
@@ -22,17 +22,17 @@ from .flops import (
     stack_costs,
     token_counts,
 )
-from .merge import (
+from polymodal.tokens.merge import (
     bipartite_soft_matching,
     merge_source,
     merge_tokens,
     merge_wavg,
     proportional_attention_bias,
 )
-from .pool import pool_grid, pool_shape, pool_to, pooled_grid
-from .prune import prune_by_importance, query_importance, zip_tokens
-from .spec import REDUCER_NAMES, SizedTokens, TokenBudget, schedule_counts
-from .stack import run_stack
+from polymodal.tokens.pool import pool_grid, pool_shape, pool_to, pooled_grid
+from polymodal.tokens.prune import prune_by_importance, query_importance, zip_tokens
+from polymodal.tokens.spec import REDUCER_NAMES, SizedTokens, TokenBudget, schedule_counts
+from polymodal.tokens.stack import run_stack
 
 REDUCERS: Registry = Registry("token reducer")
 REDUCERS.register("merge")(merge_tokens)

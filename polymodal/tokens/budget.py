@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from polymodal.types import Tokens
 
-from .spec import BudgetState, SizedTokens, TokenBudget, schedule_counts
-from .stack import Segment, StackResult, reduce_sequence, run_stack
+from polymodal.tokens.spec import BudgetState, SizedTokens, TokenBudget, schedule_counts
+from polymodal.tokens.stack import Segment, StackResult, reduce_sequence, run_stack
 
 
 def module_budget(module: nn.Module, name: str) -> tuple[TokenBudget, float] | None:

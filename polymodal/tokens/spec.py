@@ -31,7 +31,7 @@ from torch import Tensor
 
 from polymodal.types import Tokens
 
-from .pool import pool_shape
+from polymodal.tokens.pool import pool_shape
 
 REDUCER_NAMES = ("merge", "prune", "pool", "zip")
 SCHEDULES = ("first", "input", "constant", "decreasing")

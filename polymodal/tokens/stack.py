@@ -20,10 +20,10 @@ from torch import Tensor, nn
 
 from polymodal.types import Tokens
 
-from .merge import merge_tokens
-from .pool import pool_shape, pool_to
-from .prune import prune_by_importance, query_importance
-from .spec import TokenBudget
+from polymodal.tokens.merge import merge_tokens
+from polymodal.tokens.pool import pool_shape, pool_to
+from polymodal.tokens.prune import prune_by_importance, query_importance
+from polymodal.tokens.spec import TokenBudget
 
 
 @dataclass

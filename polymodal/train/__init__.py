@@ -1,3 +1,3 @@
-from .loop import train_net
+from polymodal.train.loop import train_net
 
 __all__ = ["train_net"]

@@ -11,12 +11,12 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 
-from ..config import ModelConfig, TrainConfig
-from ..data.dataset import DecodedDataset, make_loader
-from ..model import MultimodalNet
-from .callbacks import BestWeights
-from .module import LitMultimodal
-from .progress import EpochProgress
+from polymodal.config.model import ModelConfig, TrainConfig
+from polymodal.data.dataset import DecodedDataset, make_loader
+from polymodal.nets.multimodal import MultimodalNet
+from polymodal.train.callbacks import BestWeights
+from polymodal.train.module import LitMultimodal
+from polymodal.train.progress import EpochProgress
 
 
 def train_net(

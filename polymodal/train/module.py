@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import ModelConfig, TrainConfig
-from ..model import MultimodalNet, NetOutput
-from ..types import Batch
+from polymodal.config.model import ModelConfig, TrainConfig
+from polymodal.nets.multimodal import MultimodalNet, NetOutput
+from polymodal.types import Batch
 
 
 def task_loss(logits: Tensor, target: Tensor, task: str) -> Tensor:

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 import polymodal as pm
-from polymodal.align import AlignConfig, AlignHead, AlignedModel
-from polymodal.align.head import alignment_loss, build_objective, fuse
-from polymodal.config import ConfigError
+from polymodal.config import AlignConfig
+from polymodal.heads.projection import AlignHead
+from polymodal.recipes.align import AlignedModel
+from polymodal.heads.projection import alignment_loss, build_objective, fuse
+from polymodal.config.model import ConfigError
 from polymodal.errors import PolymodalError, SchemaError
 from polymodal.objectives import PairwiseLoss
 from polymodal.types import Tokens
@@ -134,9 +136,9 @@ def test_fit_with_alignment_objective_classifies_and_embeds(tmp_path):
 
 
 def test_align_loss_enters_the_training_loss():
-    from polymodal.model import MultimodalNet
-    from polymodal.predictor import prepare
-    from polymodal.config import ModelConfig
+    from polymodal.nets.multimodal import MultimodalNet
+    from polymodal.recipes.fit import prepare
+    from polymodal.config.model import ModelConfig
     from polymodal.data.dataset import make_loader
     from polymodal.train.module import training_loss
 

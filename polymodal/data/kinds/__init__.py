@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import audio, depth, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
-from .base import PROCESSORS, DecodeContext, DecodeReport, Processor
+from polymodal.data.kinds import audio, depth, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, DecodeReport, Processor
 
 __all__ = ["PROCESSORS", "DecodeContext", "DecodeReport", "Processor", "get_processor"]
 

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from ...errors import DecodeError
-from ..schema import is_missing
-from .base import DecodeContext
+from polymodal.errors import DecodeError
+from polymodal.data.schema import is_missing
+from polymodal.data.kinds.base import DecodeContext
 
 T = TypeVar("T")
 

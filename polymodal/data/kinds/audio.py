@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import SchemaError
-from ..schema import ModalitySpec, is_missing
-from ._common import (
+from polymodal.errors import SchemaError
+from polymodal.data.schema import ModalitySpec, is_missing
+from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
@@ -35,7 +35,7 @@ from ._common import (
     to_numeric_array,
     track,
 )
-from .base import PROCESSORS, DecodeContext, Processor
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 DEFAULT_SAMPLE_RATE = 16000
 MAX_DEFAULT_SECONDS = 10.0

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...registry import Registry
-from ..schema import ModalitySpec
+from polymodal.registry import Registry
+from polymodal.data.schema import ModalitySpec
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..schema import ModalitySpec, is_missing
-from ._common import (
+from polymodal.data.schema import ModalitySpec, is_missing
+from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
@@ -29,8 +29,8 @@ from ._common import (
     to_numeric_array,
     track,
 )
-from .base import PROCESSORS, DecodeContext, Processor
-from .image import MAX_DEFAULT_SIDE, WIDE_MODES, _cap_size, _check_size, _open_cell, _resize_float
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
+from polymodal.data.kinds.image import MAX_DEFAULT_SIDE, WIDE_MODES, _cap_size, _check_size, _open_cell, _resize_float
 
 
 def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:

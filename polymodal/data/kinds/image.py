@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..schema import ModalitySpec, is_missing
-from ._common import (
+from polymodal.data.schema import ModalitySpec, is_missing
+from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
@@ -35,7 +35,7 @@ from ._common import (
     to_numeric_array,
     track,
 )
-from .base import PROCESSORS, DecodeContext, Processor
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 MAX_DEFAULT_SIDE = 224  # the inferred default size never exceeds this (memory: every row is decoded up front)
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -213,7 +213,7 @@ def _check_size(spec: ModalitySpec) -> tuple[int, int]:
         h, w = (int(x) for x in size)
         assert h > 0 and w > 0
     except Exception:  # noqa: BLE001
-        from ...errors import SchemaError
+        from polymodal.errors import SchemaError
 
         raise SchemaError(
             f"modality {spec.name!r}: option size must be [H, W] (positive integers) or one integer, got {size!r}"
@@ -261,7 +261,7 @@ class ImageProcessor(Processor):
         h, w = _check_size(spec)
         channels = int(spec.options.get("channels", 3))
         if channels not in (1, 3):
-            from ...errors import SchemaError
+            from polymodal.errors import SchemaError
 
             raise SchemaError(f"modality {spec.name!r}: option channels must be 1 or 3, got {channels!r}")
         n, col = len(frame), spec.column

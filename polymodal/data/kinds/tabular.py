@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...errors import SchemaError
-from ..schema import ModalitySpec, is_missing
-from ._common import CellError, describe, fail, std_floor
-from .base import PROCESSORS, DecodeContext, Processor
+from polymodal.errors import SchemaError
+from polymodal.data.schema import ModalitySpec, is_missing
+from polymodal.data.kinds._common import CellError, describe, fail, std_floor
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 
 def is_numeric_column(series: pd.Series) -> bool:

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import SchemaError
-from ..schema import ModalitySpec, is_missing
-from ._common import CellError, describe, fail, rows_and_values
-from .base import PROCESSORS, DecodeContext, Processor
+from polymodal.errors import SchemaError
+from polymodal.data.schema import ModalitySpec, is_missing
+from polymodal.data.kinds._common import CellError, describe, fail, rows_and_values
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 PAD, UNK = "<pad>", "<unk>"
 MAX_LEN_CAP = 256

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import SchemaError
-from ..schema import ModalitySpec, is_missing
-from ._common import (
+from polymodal.errors import SchemaError
+from polymodal.data.schema import ModalitySpec, is_missing
+from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
@@ -35,7 +35,7 @@ from ._common import (
     std_floor,
     to_numeric_array,
 )
-from .base import PROCESSORS, DecodeContext, Processor
+from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 MAX_DEFAULT_LENGTH = 1024
 FIT_MAX_FILES = 2000  # file-based series: look at this many training files at most when fitting

@@ -7,8 +7,8 @@ when it is missing. See ``base.py`` for the frozen / projection / saving design 
 cache. Hugging Face: ``hf.py`` (loading helpers), ``hf_text.py``, ``hf_vision.py``, ``hf_audio.py`` (the encoders).
 """
 
-from . import efficientnet, hf_audio, hf_text, hf_vision, optional  # noqa: F401  (registration side effects)
-from .base import MissingExtraError, PretrainedEncoder
-from .cache import FeatureCache
+from polymodal.encoders.pretrained import efficientnet, hf_audio, hf_text, hf_vision, optional  # noqa: F401  (registration side effects)
+from polymodal.encoders.pretrained.base import MissingExtraError, PretrainedEncoder
+from polymodal.encoders.pretrained.cache import FeatureCache
 
 __all__ = ["FeatureCache", "MissingExtraError", "PretrainedEncoder"]

@@ -31,11 +31,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...data.schema import ModalitySpec
-from ...errors import PolymodalError
-from ...types import Tokens
-from ..base import Encoder
-from .cache import FeatureCache, open_cache
+from polymodal.data.schema import ModalitySpec
+from polymodal.errors import PolymodalError
+from polymodal.types import Tokens
+from polymodal.encoders.base import Encoder
+from polymodal.encoders.pretrained.cache import FeatureCache, open_cache
 
 POOLS = ("tokens", "mean", "cls", "pooler", "max")
 

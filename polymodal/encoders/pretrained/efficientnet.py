@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...data.schema import ModalitySpec
-from ..base import ENCODERS
-from .base import PretrainedEncoder, fingerprint, require
+from polymodal.data.schema import ModalitySpec
+from polymodal.encoders.base import ENCODERS
+from polymodal.encoders.pretrained.base import PretrainedEncoder, fingerprint, require
 
 EXTRA = "pretrained"
 LITE_MEAN = [127.0 / 255.0] * 3

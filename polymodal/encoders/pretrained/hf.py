@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import nn
 
-from ...errors import PolymodalError
-from .base import fingerprint, require
+from polymodal.errors import PolymodalError
+from polymodal.encoders.pretrained.base import fingerprint, require
 
 EXTRA = "pretrained"
 

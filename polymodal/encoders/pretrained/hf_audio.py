@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...data.schema import ModalitySpec
-from ...errors import PolymodalError
-from ..base import ENCODERS
-from .base import PretrainedEncoder, resolve_source
-from .hf import _identity, _load_json, _local_source, _quiet, load_hf
+from polymodal.data.schema import ModalitySpec
+from polymodal.errors import PolymodalError
+from polymodal.encoders.base import ENCODERS
+from polymodal.encoders.pretrained.base import PretrainedEncoder, resolve_source
+from polymodal.encoders.pretrained.hf import _identity, _load_json, _local_source, _quiet, load_hf
 
 
 @ENCODERS.register("hf_audio")

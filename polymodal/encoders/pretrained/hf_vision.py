@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...data.schema import ModalitySpec
-from ..base import ENCODERS
-from .base import PretrainedEncoder, resolve_source
-from .hf import _identity, _load_json, _local_source, _vision_config, load_hf
+from polymodal.data.schema import ModalitySpec
+from polymodal.encoders.base import ENCODERS
+from polymodal.encoders.pretrained.base import PretrainedEncoder, resolve_source
+from polymodal.encoders.pretrained.hf import _identity, _load_json, _local_source, _vision_config, load_hf
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 HALF = [0.5, 0.5, 0.5]

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...data.schema import ModalitySpec
-from ...errors import PolymodalError
-from ..base import ENCODERS
-from .base import PretrainedEncoder, fingerprint, require
+from polymodal.data.schema import ModalitySpec
+from polymodal.errors import PolymodalError
+from polymodal.encoders.base import ENCODERS
+from polymodal.encoders.pretrained.base import PretrainedEncoder, fingerprint, require
 
 OPENAI_MEAN, OPENAI_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 

@@ -25,18 +25,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import __version__
-from ..config import ConfigError, TrainConfig, from_dict
-from ..data.dataset import DecodedDataset
-from ..data.kinds.base import DecodeContext
-from ..data.schema import Schema, infer_schema
-from ..data.table import decode_table, fit_schema, read_table
-from ..encoders.base import apply_preprocessing
-from ..errors import PolymodalError, SchemaError
-from ..run_files import load_weights, read_run, write_run
-from .config import AlignConfig
-from .embed import FUSED, decode_rows, embed_arrays, embed_dataset, embed_table, encode_values, modality_of_kind
-from .net import AlignNet
+from polymodal import __version__
+from polymodal.config.model import ConfigError, TrainConfig, from_dict
+from polymodal.data.dataset import DecodedDataset
+from polymodal.data.kinds.base import DecodeContext
+from polymodal.data.schema import Schema, infer_schema
+from polymodal.data.table import decode_table, fit_schema, read_table
+from polymodal.encoders.base import apply_preprocessing
+from polymodal.errors import PolymodalError, SchemaError
+from polymodal.recipes.runs import load_weights, read_run, write_run
+from polymodal.config.align import AlignConfig
+from polymodal.recipes.embed import FUSED, decode_rows, embed_arrays, embed_dataset, embed_table, encode_values, modality_of_kind
+from polymodal.nets.align import AlignNet
 
 RUN_TYPE = "align"
 DEFAULT_TEMPLATES = ("{}",)
@@ -151,7 +151,7 @@ class AlignedModel:
     def evaluate(self, data: Any, *, label: str | None = None, on_error: str = "raise", gap_before: bool = True) -> dict:
         """Retrieval between every ordered pair of modalities (R@1/5/10, median rank; class-level with labels)
         and the modality gap after alignment and, with ``gap_before``, of the same net at initialisation."""
-        from ..evaluate.retrieval import gap_report, pairwise_report  # lazily: evaluate/ imports torchmetrics
+        from polymodal.evaluate.retrieval import gap_report, pairwise_report  # lazily: evaluate/ imports torchmetrics
 
         frame, base = read_table(data)
         label = label if label is not None else (self.schema.label if self.schema.label in frame.columns else None)
@@ -275,7 +275,7 @@ def align(
         train_ds, val_ds = ds.subset(np.sort(idx[k:])), (ds.subset(np.sort(idx[:k])) if k else None)
     if ctx.report.n_errors:
         print(f"polymodal: {ctx.report.summary()}", file=sys.stderr)
-    from .train import train_align  # lazily: Lightning is only needed to train
+    from polymodal.train.align_module import train_align  # lazily: Lightning is only needed to train
 
     net = AlignNet(schema, acfg)
     decode_s = time.perf_counter() - t0

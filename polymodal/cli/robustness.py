@@ -11,7 +11,7 @@ from rich.table import Table
 
 
 def _floats(text: Optional[str], flag: str) -> list[float]:
-    from .errors import PolymodalError
+    from polymodal.errors import PolymodalError
 
     if not text:
         return []
@@ -50,9 +50,9 @@ def compare_cmd(
     kinds: Optional[str] = typer.Option(None, help="Override column kinds: col=image,col2=ignore,..."),
 ) -> None:
     """Train every fusion (x seeds) under one protocol; one table of accuracy, parameters, time, latency."""
-    from .cli import _parse_kinds, _run, console
-    from .compare import compare, summary_rows
-    from .datasets import DATASETS
+    from polymodal.cli.app import _parse_kinds, _run, console
+    from polymodal.experiments.compare import compare, summary_rows
+    from polymodal.datasets import DATASETS
 
     def go():
         train: Any = data
@@ -93,11 +93,11 @@ def robustness_cmd(
     on_error: str = typer.Option("raise", help="raise | missing"),
 ) -> None:
     """Accuracy per modality subset, under MNAR missingness (and its shift), and under increasing noise."""
-    from .cli import _parse_pairs, _run, _split, console
-    from .evaluate.robustness import robustness
+    from polymodal.cli.app import _parse_pairs, _run, _split, console
+    from polymodal.evaluate.robustness import robustness
 
     def go():
-        from .predictor import load
+        from polymodal.recipes.fit import load
 
         model = load(run)
         rep = robustness(
@@ -148,12 +148,12 @@ def explain_cmd(
     show: int = typer.Option(10, help="Rows to print"),
 ) -> None:
     """Per-modality contribution to each prediction (exact Shapley over modalities, or leave-one-out)."""
-    from .cli import _run, _write_table, console
-    from .evaluate.attribution import explain
+    from polymodal.cli.app import _run, _write_table, console
+    from polymodal.evaluate.attribution import explain
 
     def go():
-        from .errors import PolymodalError
-        from .predictor import load
+        from polymodal.errors import PolymodalError
+        from polymodal.recipes.fit import load
 
         if method not in ("auto", "shapley", "loo"):
             raise PolymodalError(f"--method must be shapley, loo or auto; got {method!r}")

@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .cli_tokens import REDUCER_HELP, TOKEN_BUDGET_HELP, apply_budget, budget_options
-from .errors import PolymodalError
+from polymodal.cli.tokens import REDUCER_HELP, TOKEN_BUDGET_HELP, apply_budget, budget_options
+from polymodal.errors import PolymodalError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multimodal machine learning from a table of records.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Built-in real datasets.")
@@ -95,7 +95,7 @@ def fit(
     align_weight: float = typer.Option(1.0, help="Weight of the alignment objective in the loss"),
 ) -> None:
     """Train a model on a table and save it to --out."""
-    from .predictor import fit as fit_
+    from polymodal.recipes.fit import fit as fit_
 
     def go():
         model = fit_(
@@ -136,14 +136,14 @@ def evaluate(
 ) -> None:
     """Metrics (accuracy, macro-F1, confusion matrix) plus accuracy for every subset of modalities; for an
     alignment run (`polymodal align`): R@1/5/10 and median rank in both directions, modality gap."""
-    from .evaluate.report import metrics_table
-    from .predictor import load
+    from polymodal.evaluate.report import metrics_table
+    from polymodal.recipes.fit import load
 
     def go():
-        from .align.model import is_align_run
+        from polymodal.recipes.align import is_align_run
 
         if is_align_run(run):
-            from .cli_align import evaluate_align
+            from polymodal.cli.align import evaluate_align
 
             return evaluate_align(run, data, out, label, on_error)
         model = apply_budget(load(run), token_budget, reducer)
@@ -165,7 +165,7 @@ def predict(
     on_error: str = typer.Option("raise", help="raise | missing"),
 ) -> None:
     """Predict every row of a table; writes predictions (and class probabilities)."""
-    from .predictor import load
+    from polymodal.recipes.fit import load
 
     def go():
         model = load(run)
@@ -184,7 +184,7 @@ def demo(
     quick: bool = typer.Option(False, help="A 1-minute smoke version on a subset (for tests)"),
 ) -> None:
     """The main job on the bundled real data: unimodal baselines and three fusions on av-digits."""
-    from .demo import run_demo
+    from polymodal.experiments.demo import run_demo
 
     _run(lambda: run_demo(out, epochs=epochs, quick=quick, console=console))
 
@@ -192,7 +192,7 @@ def demo(
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the built-in datasets."""
-    from .datasets import DATASETS
+    from polymodal.datasets import DATASETS
 
     for name, d in DATASETS.items():
         console.print(f"[bold]{name}[/]: {d['description']}")
@@ -205,7 +205,7 @@ def datasets_export(
     limit: Optional[int] = typer.Option(None, help="Export only a class-stratified subset of this many rows per split"),
 ) -> None:
     """Write a built-in dataset as ordinary files (PNG, WAV) plus Parquet manifests."""
-    from .datasets import DATASETS
+    from polymodal.datasets import DATASETS
 
     def go():
         if name not in DATASETS:
@@ -220,11 +220,11 @@ def datasets_export(
 @app.command("list")
 def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads | reducers | datasets")) -> None:
     """List registered parts by name."""
-    from . import model as _model  # noqa: F401  (registers everything)
-    from .encoders.base import ENCODERS
-    from .fusion.base import FUSIONS
-    from .heads import HEADS
-    from .tokens import REDUCERS
+    from polymodal.nets import multimodal as _nets  # noqa: F401  (registers everything)
+    from polymodal.encoders.base import ENCODERS
+    from polymodal.fusion.base import FUSIONS
+    from polymodal.heads.task import HEADS
+    from polymodal.tokens import REDUCERS
 
     def go():
         regs = {"encoders": ENCODERS, "fusions": FUSIONS, "heads": HEADS, "reducers": REDUCERS}
@@ -238,17 +238,17 @@ def list_parts(what: str = typer.Argument(..., help="encoders | fusions | heads 
     _run(go)
 
 
-from .cli_align import register as _register_align  # noqa: E402  (align, embed, index, search, zero-shot)
+from polymodal.cli.align import register as _register_align  # noqa: E402  (align, embed, index, search, zero-shot)
 
 _register_align(app)
 
 
-from .cli_robustness import register as _register_robustness  # noqa: E402
+from polymodal.cli.robustness import register as _register_robustness  # noqa: E402
 
 _register_robustness(app)  # compare, robustness, explain
 
 
-from .cli_tokens import register as _register_tokens  # noqa: E402
+from polymodal.cli.tokens import register as _register_tokens  # noqa: E402
 
 _register_tokens(app, _run, console)  # bench tokens
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .errors import PolymodalError
+from polymodal.errors import PolymodalError
 
 bench_app = typer.Typer(no_args_is_help=True, help="Speed / accuracy / FLOPs measurements of a trained run.")
 
@@ -73,8 +73,8 @@ def bench_tokens(
     import torch
     from rich.table import Table
 
-    from .predictor import load
-    from .tokens.bench import budget_curve, plot_curve
+    from polymodal.recipes.fit import load
+    from polymodal.evaluate.token_bench import budget_curve, plot_curve
 
     torch.set_num_threads(threads)
     bs = _floats(budgets, "--budgets")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError
+from polymodal.config.model import ConfigError
 
 PROJECTIONS = ("linear", "mlp")
 
@@ -30,7 +30,7 @@ class AlignConfig:
             raise ConfigError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
         if self.uniformity_weight < 0:
             raise ConfigError(f"uniformity_weight must be >= 0, got {self.uniformity_weight}")
-        from ..objectives import OBJECTIVES
+        from polymodal.objectives import OBJECTIVES
 
         if self.objective not in OBJECTIVES or self.objective == "uniformity_alignment":
             names = [n for n in OBJECTIVES.names() if n != "uniformity_alignment"]

@@ -14,12 +14,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data.dataset import DecodedDataset, make_loader
-from ..data.kinds.base import DecodeContext, DecodeReport
-from ..data.schema import Schema
-from ..data.table import decode_table, read_table
-from ..errors import PolymodalError, SchemaError
-from .head import fuse
+from polymodal.data.dataset import DecodedDataset, make_loader
+from polymodal.data.kinds.base import DecodeContext, DecodeReport
+from polymodal.data.schema import Schema
+from polymodal.data.table import decode_table, read_table
+from polymodal.errors import PolymodalError, SchemaError
+from polymodal.heads.projection import fuse
 
 FUSED = "fused"
 

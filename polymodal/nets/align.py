@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .. import encoders as _encoders  # noqa: F401  (registers the built-in encoders)
-from ..data.schema import Schema
-from ..encoders.base import DEFAULT_ENCODER, ENCODERS
-from ..types import Batch, Tokens
-from .config import AlignConfig
-from .head import AlignHead
+from polymodal import encoders as _encoders  # noqa: F401  (registers the built-in encoders)
+from polymodal.data.schema import Schema
+from polymodal.encoders.base import DEFAULT_ENCODER, ENCODERS
+from polymodal.types import Batch, Tokens
+from polymodal.config.align import AlignConfig
+from polymodal.heads.projection import AlignHead
 
 
 def build_encoders(schema: Schema, dim: int, names: dict[str, str], options: dict[str, dict]) -> nn.ModuleDict:

@@ -15,8 +15,8 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .data.schema import Schema
-from .errors import PolymodalError
+from polymodal.data.schema import Schema
+from polymodal.errors import PolymodalError
 
 NEEDED = ("config.json", "schema.json", "weights.safetensors")
 

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from . import encoders as _encoders  # noqa: F401  (registers the built-in encoders)
-from . import fusion as _fusion  # noqa: F401  (registers the built-in fusions)
-from .config import ModelConfig
-from .data.schema import Schema
-from .encoders.base import DEFAULT_ENCODER, ENCODERS
-from .fusion.base import FUSIONS
-from .heads import HEADS
-from .tokens.budget import begin_step, install_token_budget, reduce_at_boundary
-from .tokens.spec import TokenBudget
-from .types import Batch, FusionOutput, Tokens
+from polymodal import encoders as _encoders  # noqa: F401  (registers the built-in encoders)
+from polymodal import fusion as _fusion  # noqa: F401  (registers the built-in fusions)
+from polymodal.config.model import ModelConfig
+from polymodal.data.schema import Schema
+from polymodal.encoders.base import DEFAULT_ENCODER, ENCODERS
+from polymodal.fusion.base import FUSIONS
+from polymodal.heads.task import HEADS
+from polymodal.tokens.budget import begin_step, install_token_budget, reduce_at_boundary
+from polymodal.tokens.spec import TokenBudget
+from polymodal.types import Batch, FusionOutput, Tokens
 
 
 @dataclass
@@ -88,7 +88,7 @@ class MultimodalNet(nn.Module):
 def _align_head(names: list[str], cfg: ModelConfig) -> nn.Module | None:
     if not cfg.align:
         return None
-    from .align.head import AlignHead
+    from polymodal.heads.projection import AlignHead
 
     return AlignHead(names, cfg.dim, cfg.embed_dim, cfg.align, cfg.align_options, weight=cfg.align_weight)
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..objectives import OBJECTIVES, AnchorLoss, PairwiseLoss, uniformity_alignment
-from ..types import Tokens
+from polymodal.objectives import OBJECTIVES, AnchorLoss, PairwiseLoss, uniformity_alignment
+from polymodal.types import Tokens
 
 PAIR_OBJECTIVES = ("clip", "siglip")
 

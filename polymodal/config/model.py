@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import PolymodalError
+from polymodal.errors import PolymodalError
 
 
 class ConfigError(PolymodalError, ValueError):
@@ -40,7 +40,7 @@ class ModelConfig:
     def validate(self) -> None:
         if self.dim <= 0 or self.dim % 4:
             raise ConfigError(f"dim must be a positive multiple of 4, got {self.dim}")
-        from .tokens.spec import TokenBudget
+        from polymodal.tokens.spec import TokenBudget
 
         try:
             TokenBudget.from_config(self)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import PolymodalError
+from polymodal.errors import PolymodalError
 
 Source = Any  # a DataFrame, a table path, (path, row positions), or ("dataset", name, split[, load kwargs])
 
@@ -60,17 +60,17 @@ def _cwd(path: Path | None):
 def load_source(src: Source) -> tuple[pd.DataFrame, Path | None]:
     """(frame, folder its relative paths resolve against; None = the current one)."""
     if isinstance(src, tuple) and len(src) in (3, 4) and src[0] == "dataset":
-        from .datasets import DATASETS
+        from polymodal.datasets import DATASETS
 
         return DATASETS[src[1]]["load"](src[2], **(src[3] if len(src) == 4 else {})), None
     if isinstance(src, tuple) and len(src) == 2:  # (path, row positions)
-        from .data.table import read_table
+        from polymodal.data.table import read_table
 
         frame, base = read_table(src[0])
         return frame.iloc[np.asarray(src[1])].reset_index(drop=True), base
     if isinstance(src, pd.DataFrame):
         return src, None
-    from .data.table import read_table
+    from polymodal.data.table import read_table
 
     return read_table(src)
 
@@ -90,8 +90,8 @@ def run_job(job: Job) -> dict[str, Any]:
     """Train one configuration and score it on the test table (runs in a worker process)."""
     import torch
 
-    from .evaluate.robustness import expert_utilisation, noise_sweep, primary_metric, score, subset_scores, targets
-    from .predictor import decode_for, fit
+    from polymodal.evaluate.robustness import expert_utilisation, noise_sweep, primary_metric, score, subset_scores, targets
+    from polymodal.recipes.fit import decode_for, fit
 
     torch.set_num_threads(job.threads)
     train, train_base = load_source(job.train)
@@ -159,7 +159,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 2, on_done: Callable[[dict], No
 
 
 def resolve_fusions(fusions: str | Sequence[str]) -> list[str]:
-    from .fusion import FUSIONS
+    from polymodal.fusion import FUSIONS
 
     names = FUSIONS.names()
     if isinstance(fusions, str):
@@ -214,7 +214,7 @@ def compare(
         for f in fusions:
             jobs.append(Job(f"{f}/seed{seed}", f, seed, label, train, test, options=dict(options), noise=tuple(noise)))
     if unimodal:
-        from .predictor import prepare
+        from polymodal.recipes.fit import prepare
 
         frame, base = load_source(train)
         with _cwd(base):
@@ -248,8 +248,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Seeds aggregated per model: mean/std of the metric, parameters, train time, latency, subsets, noise
     curves; integration test and effective robustness where they apply."""
-    from .evaluate.integration import integration_test
-    from .evaluate.robustness import effective_robustness
+    from polymodal.evaluate.integration import integration_test
+    from polymodal.evaluate.robustness import effective_robustness
 
     groups: dict[str, list[dict]] = {}
     for r in runs:
@@ -328,8 +328,8 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 
 def write_outputs(summary: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
-    from .evaluate.plots import noise_curves_plot, subset_heatmap
-    from .evaluate.report import markdown_table
+    from polymodal.evaluate.plots import noise_curves_plot, subset_heatmap
+    from polymodal.evaluate.report import markdown_table
 
     out.mkdir(parents=True, exist_ok=True)
     slim = [{k: v for k, v in r.items() if k not in ("proba", "target")} for r in runs]

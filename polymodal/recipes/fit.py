@@ -17,20 +17,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
-from .config import ModelConfig, TrainConfig, from_dict, split_options
-from .data.dataset import DecodedDataset, make_loader
-from .data.kinds.base import DecodeContext, DecodeReport
-from .data.labels import decode_predictions, drop_missing_labels, encode_labels, fit_labels
-from .data.schema import Schema, infer_schema
-from .data.table import decode_table, fit_schema, read_table
-from .encoders.base import apply_preprocessing
-from .errors import SchemaError
-from .evaluate.metrics import classification_metrics, regression_metrics
-from .evaluate.subsets import modality_subsets, subset_key
-from .model import MultimodalNet
-from .run_files import load_weights, read_run, write_run
-from .train import train_net
+from polymodal import __version__
+from polymodal.config.model import ModelConfig, TrainConfig, from_dict, split_options
+from polymodal.data.dataset import DecodedDataset, make_loader
+from polymodal.data.kinds.base import DecodeContext, DecodeReport
+from polymodal.data.labels import decode_predictions, drop_missing_labels, encode_labels, fit_labels
+from polymodal.data.schema import Schema, infer_schema
+from polymodal.data.table import decode_table, fit_schema, read_table
+from polymodal.encoders.base import apply_preprocessing
+from polymodal.errors import SchemaError
+from polymodal.evaluate.metrics import classification_metrics, regression_metrics
+from polymodal.evaluate.subsets import modality_subsets, subset_key
+from polymodal.nets.multimodal import MultimodalNet
+from polymodal.recipes.runs import load_weights, read_run, write_run
+from polymodal.train import train_net
 
 
 class Model:
@@ -63,8 +63,8 @@ class Model:
         import copy
         from dataclasses import replace
 
-        from .tokens.budget import install_token_budget
-        from .tokens.spec import TokenBudget
+        from polymodal.tokens.budget import install_token_budget
+        from polymodal.tokens.spec import TokenBudget
 
         opts = {**self.model_cfg.token_options, **token_options}
         cfg = replace(self.model_cfg, token_budget=budget, reducer=reducer, token_options=opts)
@@ -119,7 +119,7 @@ class Model:
     def embed(self, data: Any, *, on_error: str = "raise") -> pd.DataFrame:
         """Per-modality vectors in the shared space (``emb_<modality>``) and ``emb_fused``, for a model fitted with
         an alignment objective (``fit(..., align="clip")``); see ``polymodal/align/``."""
-        from .align.embed import embed_table
+        from polymodal.recipes.embed import embed_table
 
         return embed_table(self.schema, self.net, data, on_error=on_error)
 
@@ -144,7 +144,7 @@ class Model:
 
 def load(path: str | Path) -> Model:
     """Load a model saved with ``Model.save`` (``polymodal fit --out``), or an alignment run (``polymodal align``)."""
-    from .align.model import AlignedModel, is_align_run
+    from polymodal.recipes.align import AlignedModel, is_align_run
 
     if is_align_run(path):
         return AlignedModel.load(path)

@@ -8,12 +8,12 @@ from typing import Any
 import lightning as L
 from torch import Tensor
 
-from ..config import TrainConfig
-from ..data.dataset import DecodedDataset, make_loader
-from ..train.loop import run_trainer
-from ..train.module import build_optimizer
-from ..types import Batch
-from .net import AlignNet
+from polymodal.config.model import TrainConfig
+from polymodal.data.dataset import DecodedDataset, make_loader
+from polymodal.train.loop import run_trainer
+from polymodal.train.module import build_optimizer
+from polymodal.types import Batch
+from polymodal.nets.align import AlignNet
 
 
 class LitAlign(L.LightningModule):

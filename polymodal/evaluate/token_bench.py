@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .budget import reduce_at_boundary
-from .flops import count_flops, stack_costs
+from polymodal.tokens.budget import reduce_at_boundary
+from polymodal.tokens.flops import count_flops, stack_costs
 
 BUDGETS = (1.0, 0.75, 0.5, 0.25, 0.1)
 REDUCERS = ("merge", "prune", "pool", "zip")
@@ -88,8 +88,8 @@ def budget_curve(
     ``model`` is a trained ``polymodal.Model``; ``data`` a labelled table (for accuracy) whose first
     ``batch_size`` rows make the timing batch.
     """
-    from ..data.dataset import make_loader
-    from ..predictor import decode_for
+    from polymodal.data.dataset import make_loader
+    from polymodal.recipes.fit import decode_for
 
     _, ds, _ = decode_for(model.schema, data, progress=False)
     batch = next(iter(make_loader(ds, batch_size, shuffle=False)))

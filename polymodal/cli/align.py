@@ -9,13 +9,13 @@ from typing import Optional
 
 import typer
 
-from .errors import PolymodalError
+from polymodal.errors import PolymodalError
 
 index_app = typer.Typer(no_args_is_help=True, help="Persistent cross-modal search index (LanceDB on disk).")
 
 
 def _cli():
-    from . import cli
+    from polymodal.cli import app as cli
 
     return cli
 
@@ -53,7 +53,7 @@ def align(
     cli = _cli()
 
     def go():
-        from .align import align as align_
+        from polymodal.recipes.align import align as align_
 
         model = align_(
             train, modalities=cli._split(modalities), objective=objective, label=label, validation=validation,
@@ -83,7 +83,7 @@ def embed(
     cli = _cli()
 
     def go():
-        from .index import load_run
+        from polymodal.index import load_run
 
         model = load_run(run)
         frame = model.embed(data, on_error=on_error)
@@ -108,7 +108,7 @@ def index_build(
     cli = _cli()
 
     def go():
-        from .index import Index
+        from polymodal.index import Index
 
         idx = Index.build(run, data, index, id_column=id_column, metadata=cli._split(metadata), prune=prune,
                           ann_threshold=ann_threshold, on_error=on_error)
@@ -129,7 +129,7 @@ def index_info(index: Path = typer.Argument(..., help="Index folder")) -> None:
     cli = _cli()
 
     def go():
-        from .index import Index
+        from polymodal.index import Index
 
         idx = Index(index)
         meta = idx.meta
@@ -156,7 +156,7 @@ def search(
     def go():
         from rich.table import Table
 
-        from .index import Index
+        from polymodal.index import Index
 
         for p in (image, audio):
             if p is not None and not p.exists():
@@ -194,7 +194,7 @@ def zero_shot(
     cli = _cli()
 
     def go():
-        from .index import load_run
+        from polymodal.index import load_run
 
         model = load_run(run)
         if (labels is None) == (support is None):
@@ -220,7 +220,7 @@ def evaluate_align(run: Path, data: Path, out: Optional[Path], label: Optional[s
     cli = _cli()
     from rich.table import Table
 
-    from .index import load_run
+    from polymodal.index import load_run
 
     model = load_run(run)
     res = model.evaluate(data, label=label, on_error=on_error)

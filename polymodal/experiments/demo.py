@@ -15,7 +15,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from .evaluate.report import markdown_table
+from polymodal.evaluate.report import markdown_table
 
 MODALITIES = ("image", "audio")
 EPOCHS = 15  # the av-digits recipe shared by the demo and benchmarks/fusion_gain.py
@@ -24,7 +24,7 @@ EPOCHS = 15  # the av-digits recipe shared by the demo and benchmarks/fusion_gai
 def score_model(train: pd.DataFrame, test: pd.DataFrame, *, fusion: str = "transformer", use: list[str] | None = None,
                 **options: Any) -> dict[str, Any]:
     """Fit on ``train`` (label ``digit``), evaluate on ``test``; accuracy overall and per modality subset."""
-    from .predictor import fit
+    from polymodal.recipes.fit import fit
 
     t0 = time.perf_counter()
     model = fit(train, "digit", fusion=fusion, use=use, **options)
@@ -51,7 +51,7 @@ def train_job(args: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """
     import torch
 
-    from .datasets import load_av_digits
+    from polymodal.datasets import load_av_digits
 
     torch.set_num_threads(1)
     key, kw = args
@@ -87,7 +87,7 @@ def run_parallel(jobs: list[tuple[str, dict[str, Any]]], workers: int = 2, on_do
 
 
 def run_demo(out: Path, epochs: int = EPOCHS, quick: bool = False, console: Console | None = None) -> dict[str, Any]:
-    from .datasets import load_av_digits
+    from polymodal.datasets import load_av_digits
 
     console = console or Console()
     limit_train, limit_test = (300, 100) if quick else (None, None)

@@ -1,0 +1,1 @@
+"""Studies built from the recipes: ``compare`` (fusions x robustness) and the ``demo``."""

@@ -1,0 +1,1 @@
+"""The user-facing recipes (``fit``, ``align``): thin estimators over the data, net, train and evaluate layers."""
