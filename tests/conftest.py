@@ -11,10 +11,11 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.fixtures_paths import DATA, ORACLES  # noqa: E402  (fixture paths live in one place)
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +25,17 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def oracles_dir() -> Path:
+    """``tests/fixtures/oracles``: reference numbers shipped with the repository (missing -> the test fails)."""
+    assert ORACLES.is_dir(), f"oracle fixtures missing: {ORACLES}"
+    return ORACLES
+
+
+@pytest.fixture(scope="session")
+def fixture_data() -> Path:
+    """``tests/fixtures/data``: the slices of public datasets the tests compare against (missing -> fails)."""
+    assert DATA.is_dir(), f"data fixtures missing: {DATA}"
+    return DATA
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +44,7 @@ def exported_av_digits(tmp_path_factory):
     CLI, once per row limit per test session. The folder is shared between test modules: treat it as read-only."""
     from typer.testing import CliRunner
 
-    from polymodal.cli import app
+    from polymodal.cli.app import app
 
     folders: dict[int, Path] = {}
 
@@ -64,7 +72,7 @@ def xor_model():
 
 @pytest.fixture(scope="session")
 def xor_test_ds(xor_model):
-    from polymodal.predictor import decode_for
+    from polymodal.recipes.fit import decode_for
 
     from tests.xor_data import xor_table
 

@@ -86,15 +86,15 @@ def test_read_table_errors(tmp_path):
 
 
 @pytest.fixture
-def av_table(tmp_path, shared_data):
+def av_table(tmp_path, fixture_data):
     """A small AV-digits style table on disk: MNIST PNGs + FSDD WAVs + text + numbers, relative paths."""
-    with np.load(shared_data / "mnist" / "mnist_test.npz") as z:
+    with np.load(fixture_data / "mnist" / "mnist_test.npz") as z:
         images, labels = z["images"][:10], z["labels"][:10]
     (tmp_path / "media").mkdir()
     rows = []
     for i, (img, y) in enumerate(zip(images, labels)):
         Image.fromarray(img).save(tmp_path / "media" / f"{i}.png")
-        wav = shared_data / "fsdd" / "recordings" / f"{int(y)}_jackson_{i}.wav"
+        wav = fixture_data / "fsdd" / "recordings" / f"{int(y)}_jackson_{i}.wav"
         shutil.copy(wav, tmp_path / "media" / f"{i}.wav")
         caption = f"a handwritten digit {int(y)} , spoken by jackson"
         rows.append({"image": f"media/{i}.png", "audio": f"media/{i}.wav", "caption": caption,

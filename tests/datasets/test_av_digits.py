@@ -1,7 +1,7 @@
 """The shipped `av-digits` dataset: shape, balance, agreement with its public sources, degradation, export.
 
-Tests marked by the `shared_data` fixture compare against the raw FSDD / MNIST files in ../shared/data
-and skip without them; everything else only needs the files shipped inside the package.
+Tests that take the `fixture_data` fixture compare against the raw FSDD / MNIST files kept in tests/fixtures/data
+(see its README.md for what was kept); everything else only needs the files shipped inside the package.
 """
 
 from __future__ import annotations
@@ -159,19 +159,19 @@ def test_limit_is_stratified_and_deterministic():
         load_av_digits("test", limit=0)
 
 
-def test_clean_audio_and_images_equal_their_sources(shared_data, test_clean):
-    with np.load(shared_data / "mnist" / "mnist_test.npz") as z:  # NpzFile re-reads a key on every access
+def test_clean_audio_and_images_equal_their_sources(fixture_data, test_clean):
+    with np.load(fixture_data / "mnist" / "mnist_test.npz") as z:  # NpzFile re-reads a key on every access
         mnist = {"images": z["images"], "labels": z["labels"]}
     pat = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
-    source_keys = {
-        (int(m[1]), m[2], int(m[3]))
-        for m in (pat.match(p.name) for p in (shared_data / "fsdd" / "recordings").glob("*.wav"))
-    }
+    # the names of all 3000 upstream recordings; the fixture keeps only the WAV files the tests open
+    names = (fixture_data / "fsdd" / "recordings.txt").read_text().split()
+    assert {p.name for p in (fixture_data / "fsdd" / "recordings").glob("*.wav")} <= set(names)
+    source_keys = {(int(m[1]), m[2], int(m[3])) for m in map(pat.match, names)}
     assert len(source_keys) == 3000
     # the test split is exactly FSDD's official test split (takes 0-4)
     assert {k for k in source_keys if k[2] < 5} == {(r.digit, r.speaker, r.take) for r in test_clean.itertuples()}
     for r in test_clean.itertuples():
-        path = shared_data / "fsdd" / "recordings" / f"{r.digit}_{r.speaker}_{r.take}.wav"
+        path = fixture_data / "fsdd" / "recordings" / f"{r.digit}_{r.speaker}_{r.take}.wav"
         src, sr = sf.read(str(path), dtype="float32")
         assert sr == r.audio["sampling_rate"] == 8000
         assert np.array_equal(r.audio["array"], src), path.name
@@ -179,21 +179,23 @@ def test_clean_audio_and_images_equal_their_sources(shared_data, test_clean):
         assert np.array_equal(_img(r.image), mnist["images"][r.mnist_index])
 
 
-def test_clean_train_samples_equal_their_sources(shared_data):
-    with np.load(shared_data / "mnist" / "mnist_train.npz") as z:  # NpzFile re-reads a key on every access
+def test_clean_train_samples_equal_their_sources(fixture_data):
+    # not the whole 10 MB MNIST training file: its rows that av-digits pairs with, `rows` holding their MNIST indices
+    with np.load(fixture_data / "mnist" / "mnist_train_rows.npz") as z:  # NpzFile re-reads a key on every access
         mnist = {"images": z["images"], "labels": z["labels"]}
+        at = {int(i): k for k, i in enumerate(z["rows"])}  # MNIST training index -> position in the slice
     clean = load_av_digits("train", degrade=False, limit=40, with_meta=True)
     for r in clean.itertuples():
-        path = shared_data / "fsdd" / "recordings" / f"{r.digit}_{r.speaker}_{r.take}.wav"
+        path = fixture_data / "fsdd" / "recordings" / f"{r.digit}_{r.speaker}_{r.take}.wav"
         src, _ = sf.read(str(path), dtype="float32")
         assert np.array_equal(r.audio["array"], src)
-        assert mnist["labels"][r.mnist_index] == r.digit
-        assert np.array_equal(_img(r.image), mnist["images"][r.mnist_index])
+        assert mnist["labels"][at[r.mnist_index]] == r.digit
+        assert np.array_equal(_img(r.image), mnist["images"][at[r.mnist_index]])
     # every paired image, not only the first 40, is the MNIST training image it claims to be
     full = load_av_digits("train", degrade=False, with_meta=True)
-    idx = full["mnist_index"].to_numpy()
-    assert (mnist["labels"][idx] == full["digit"].to_numpy()).all()
-    assert np.array_equal(np.stack([_img(b) for b in full["image"]]), mnist["images"][idx])
+    pos = np.array([at[i] for i in full["mnist_index"]])
+    assert (mnist["labels"][pos] == full["digit"].to_numpy()).all()
+    assert np.array_equal(np.stack([_img(b) for b in full["image"]]), mnist["images"][pos])
 
 
 def test_export_writes_readable_files_with_relative_paths(tmp_path):

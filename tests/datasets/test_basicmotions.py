@@ -15,8 +15,8 @@ def test_splits_shapes_and_classes():
         load_basicmotions("val")
 
 
-def test_matches_the_shared_source_file(shared_data):
-    x, y = parse_ts((shared_data / "basicmotions" / "BasicMotions_TRAIN.ts").read_text())
+def test_matches_the_source_file(fixture_data):
+    x, y = parse_ts((fixture_data / "basicmotions" / "BasicMotions_TRAIN.ts").read_text())
     f = load_basicmotions("train")
     assert np.array_equal(np.stack(f["accel"]), x[:, :3].transpose(0, 2, 1))
     assert np.array_equal(np.stack(f["gyro"]), x[:, 3:].transpose(0, 2, 1))

@@ -1,11 +1,8 @@
 """Operator-specific tests for the fusion zoo (the shared contract is in test_contract.py). ``gated`` and ``deepset``
-reproduce TorchMultimodal (../shared/oracles/torchmultimodal_fusion.json): the reference state_dict loads by key, its
-input vectors become one-token ``Tokens``, and ``pooled`` must equal its ``fused`` within 1e-5."""
+reproduce TorchMultimodal (tests/fixtures/oracles/torchmultimodal_fusion.json): the reference state_dict loads by
+key, its input vectors become one-token ``Tokens``, and ``pooled`` must equal its ``fused`` within 1e-5."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,12 +12,11 @@ from polymodal.fusion import FUSIONS
 from polymodal.fusion.intermediary import grid_pool
 from polymodal.fusion.moe import switch_balance_loss
 from polymodal.types import Tokens
+from tests.fixtures_paths import load_oracle
 
 from .test_contract import DIM, NAMES, PRESENT, build, make_tokens, run
 
-ORACLE = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "torchmultimodal_fusion.json"
-CASES = json.loads(ORACLE.read_text()) if ORACLE.exists() else {}
-needs_oracle = pytest.mark.skipif(not CASES, reason=f"oracle not found: {ORACLE}")
+CASES = load_oracle("torchmultimodal_fusion.json")  # in the repository: missing fails, never skips
 
 
 def t(v) -> torch.Tensor:
@@ -40,8 +36,7 @@ def load_reference(fusion, case, extras: set[str]) -> None:
     assert not unexpected and set(missing) == extras, (missing, unexpected)
 
 
-@needs_oracle
-@pytest.mark.parametrize("case", CASES.get("attention_fusion", []), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", CASES["attention_fusion"], ids=lambda c: c["name"])
 def test_gated_reproduces_torchmultimodal_attention_fusion(case):
     dims = case["ctor"]["channel_to_encoder_dim"]
     fusion = FUSIONS.build("gated", list(dims), case["resolved_projection_dim"], input_dims=dims).eval()
@@ -54,8 +49,7 @@ def test_gated_reproduces_torchmultimodal_attention_fusion(case):
     assert torch.allclose(w, t(case["attention_weights"]), atol=1e-5)
 
 
-@needs_oracle
-@pytest.mark.parametrize("case", CASES.get("deepset_fusion", []), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", CASES["deepset_fusion"], ids=lambda c: c["name"])
 def test_deepset_reproduces_torchmultimodal_deepset_fusion(case):
     ctor = case["ctor"]
     dims, mlp = ctor["channel_to_encoder_dim"], ctor["mlp"]

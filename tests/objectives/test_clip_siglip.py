@@ -1,10 +1,8 @@
-"""CLIP and SigLIP losses against open_clip 3.3.0 and TorchMultimodal reference numbers (../shared/oracles)."""
+"""CLIP and SigLIP losses against open_clip 3.3.0 and TorchMultimodal reference numbers (tests/fixtures/oracles)."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,15 +17,7 @@ from polymodal.objectives import (
     contrastive_loss_with_temperature,
     siglip_loss,
 )
-
-ORACLES = Path(__file__).resolve().parents[3] / "shared" / "oracles"
-
-
-def _load(name: str) -> dict:
-    path = ORACLES / name
-    if not path.exists():
-        pytest.skip(f"oracle file not found: {path}")
-    return json.loads(path.read_text())
+from tests.fixtures_paths import load_oracle
 
 
 def t(v) -> torch.Tensor:
@@ -40,12 +30,9 @@ def close(ours: torch.Tensor, expected, big: bool = False) -> bool:
     return torch.allclose(ours.detach(), expected, atol=1e-5, rtol=1e-5 if big else 0.0)
 
 
-OPEN_CLIP = _load("open_clip_losses.json")["cases"] if (ORACLES / "open_clip_losses.json").exists() else []
-TMM = (
-    _load("torchmultimodal_fusion.json")["contrastive_loss_with_temperature"]
-    if (ORACLES / "torchmultimodal_fusion.json").exists()
-    else []
-)
+# in the repository (tests/fixtures/oracles): a missing file fails, never skips
+OPEN_CLIP = load_oracle("open_clip_losses.json")["cases"]
+TMM = load_oracle("torchmultimodal_fusion.json")["contrastive_loss_with_temperature"]
 
 
 def _leaves(case):

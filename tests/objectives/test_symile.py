@@ -1,11 +1,10 @@
-"""Symile loss and MIP similarity against PyPI symile==0.1.0 reference numbers (../shared/oracles/symile_loss.json)."""
+"""Symile loss and MIP similarity against PyPI symile==0.1.0 reference numbers
+(tests/fixtures/oracles/symile_loss.json)."""
 
 from __future__ import annotations
 
-import json
 import math
 from itertools import product
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +12,9 @@ import torch.nn.functional as F
 
 from polymodal.objectives import OBJECTIVES, SymileLoss, clip_loss, mip_similarity, symile_loss
 from polymodal.objectives.symile import _n_squared_products, draw_perms
+from tests.fixtures_paths import load_oracle
 
-ORACLE = Path(__file__).resolve().parents[3] / "shared" / "oracles" / "symile_loss.json"
-CASES = json.loads(ORACLE.read_text())["cases"] if ORACLE.exists() else []
-pytestmark = pytest.mark.skipif(not CASES, reason=f"oracle not found: {ORACLE}")
+CASES = load_oracle("symile_loss.json")["cases"]  # in the repository: missing fails, never skips
 
 
 def t(v) -> torch.Tensor:

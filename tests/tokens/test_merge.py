@@ -1,9 +1,6 @@
-"""ToMe merging: parity with facebookresearch/ToMe (shared oracle) and the Tokens-level contract."""
+"""ToMe merging: parity with facebookresearch/ToMe (tests/fixtures/oracles/tome_merge.json), the Tokens contract."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,25 +14,18 @@ from polymodal.tokens import (
     proportional_attention_bias,
 )
 from polymodal.types import Tokens
+from tests.fixtures_paths import load_oracle
 
-ORACLE = Path(__file__).resolve().parents[2].parent / "shared" / "oracles" / "tome_merge.json"
-
-
-def _cases():
-    if not ORACLE.exists():
-        return []
-    return json.loads(ORACLE.read_text())["cases"]
+CASES = load_oracle("tome_merge.json")["cases"]  # tests/fixtures/oracles: missing fails, never skips
 
 
 def _t(v):
     return torch.tensor(v, dtype=torch.float32)
 
 
-@pytest.fixture(scope="module", params=[c["name"] for c in _cases()] or ["missing"])
+@pytest.fixture(scope="module", params=[c["name"] for c in CASES])
 def case(request):
-    if not ORACLE.exists():
-        pytest.skip(f"oracle not found at {ORACLE}")
-    return next(c for c in _cases() if c["name"] == request.param)
+    return next(c for c in CASES if c["name"] == request.param)
 
 
 def test_oracle_merge_matches_tome(case):
@@ -58,10 +48,7 @@ def test_oracle_merge_matches_tome(case):
 
 
 def test_oracle_has_clamped_case():
-    cases = _cases()
-    if not cases:
-        pytest.skip("oracle missing")
-    assert any(c["r"] != c["r_effective"] for c in cases)
+    assert any(c["r"] != c["r_effective"] for c in CASES)
 
 
 def test_r_zero_and_over_half_tome():

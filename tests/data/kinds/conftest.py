@@ -1,4 +1,4 @@
-"""Real-data fixtures for the per-kind processor tests (MNIST PNGs, FSDD WAVs from ../shared/data)."""
+"""Real-data fixtures for the per-kind processor tests (MNIST PNGs, FSDD WAVs from tests/fixtures/data)."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,8 @@ from ._helpers import N_IMG
 
 
 @pytest.fixture(scope="module")
-def mnist(shared_data):
-    with np.load(shared_data / "mnist" / "mnist_test.npz") as z:
+def mnist(fixture_data):
+    with np.load(fixture_data / "mnist" / "mnist_test.npz") as z:
         return z["images"][:N_IMG], z["labels"][:N_IMG]
 
 
@@ -23,8 +23,7 @@ def png_dir(tmp_path, mnist):
 
 
 @pytest.fixture(scope="module")
-def wav_paths(shared_data):
-    paths = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_*.wav"))[:8]
-    if not paths:
-        pytest.skip("FSDD recordings not found")
+def wav_paths(fixture_data):
+    paths = sorted((fixture_data / "fsdd" / "recordings").glob("*_jackson_*.wav"))[:8]
+    assert len(paths) == 8, f"FSDD fixture recordings missing from {fixture_data / 'fsdd' / 'recordings'}"
     return paths
