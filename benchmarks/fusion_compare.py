@@ -93,7 +93,7 @@ def run_mnar(workers: int, epochs: int, fusions: str = "all") -> dict:
     tables = {"no_shift": hide_in_frame(test, ["audio"], test_a), "shift": hide_in_frame(test, ["audio"], test_b)}
     recipe = {"epochs": epochs, "modality_dropout": 0.0}
     jobs = []
-    zero = {**recipe, "fusion_options": {"missing": "zero"}}
+    zero = {**recipe, "fusion": {"options": {"missing": "zero"}}}
     jobs = [Job(f, f, 0, "digit", train_mnar, test, options=dict(recipe), extra_tests=tables) for f in resolve_fusions(fusions)]
     if fusions == "all":
         jobs.append(Job("concat_zero", "concat", 0, "digit", train_mnar, test, options=zero, extra_tests=tables))

@@ -26,7 +26,9 @@ from sklearn.preprocessing import StandardScaler
 
 from polymodal.datasets import load_av_digits
 from polymodal.experiments.demo import EPOCHS, run_parallel
-from polymodal.recipes.fit import decode_for, prepare
+from polymodal.config import ModelConfig
+from polymodal.data.decode import decode
+from polymodal.recipes.steps import prepare
 
 FUSIONS = ("late", "concat", "transformer")
 
@@ -43,8 +45,9 @@ def raw_features(schema, ds, logmel: bool = False):
 
 
 def logreg(train, test, logmel: bool) -> float:
-    schema, train_ds, _ = prepare(train, "digit", progress=False)
-    _, test_ds, _ = decode_for(schema, test, progress=False)
+    prep = prepare(train, "digit", ModelConfig(), supervised=True, progress=False)
+    schema, train_ds = prep.schema, prep.dataset
+    _, test_ds, _ = decode(schema, test, labels="require", progress=False)
     xtr, ytr = raw_features(schema, train_ds, logmel)
     xte, yte = raw_features(schema, test_ds, logmel)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.05))

@@ -20,7 +20,7 @@ from polymodal.config.model import ModelConfig, TrainConfig
 from polymodal.data.dataset import make_loader
 from polymodal.datasets import load_av_digits
 from polymodal.nets.multimodal import MultimodalNet
-from polymodal.recipes.fit import prepare
+from polymodal.recipes.steps import prepare
 from polymodal.train import train_net
 from polymodal.train.module import build_optimizer, training_loss
 
@@ -76,8 +76,9 @@ def run_torch(schema, ds, mcfg, tcfg) -> float:
 def main() -> None:
     setup()
     train = load_av_digits("train", limit=N_ROWS)
-    schema, ds, _ = prepare(train, "digit", progress=False)
-    mcfg = ModelConfig(fusion="transformer")
+    mcfg = ModelConfig()  # transformer fusion
+    prep = prepare(train, "digit", mcfg, supervised=True, progress=False)
+    schema, ds = prep.schema, prep.dataset
     tcfg = TrainConfig(epochs=EPOCHS, val_fraction=0.0)  # progress bar on, as a user gets it
     pm, pt = [], []
     for _ in range(REPS):

@@ -175,9 +175,8 @@ def symile_vs_clip(epochs: int = int(os.environ.get("SYMILE_EPOCHS", 15))) -> di
     for name, objective, obj_opts in [r for r in runs if r[0] in wanted]:
         t0 = time.perf_counter()
         m = pm.align(train.drop(columns=["b", "c"]), label="a", kinds={k: "image" for k in SYMILE_COLS},
-                     encoders={k: "efficientnet_lite0" for k in SYMILE_COLS},
-                     encoder_options={k: {"size": 48} for k in SYMILE_COLS},
-                     objective=objective, objective_options=obj_opts, epochs=epochs, lr=2e-3,
+                     encoders={k: {"name": "efficientnet_lite0", "options": {"size": 48}} for k in SYMILE_COLS},
+                     objective={"name": objective, "options": obj_opts}, epochs=epochs, lr=2e-3,
                      batch_size=128, val_fraction=0.0, progress=False, seed=0)
         _, e, _, _ = m.embed_arrays(test)
         a, b, c = (torch.from_numpy(e[k]) for k in SYMILE_COLS)

@@ -34,20 +34,20 @@ REPS = 21
 BUDGETS = (1.0, 0.75, 0.5, 0.25, 0.1)
 CONFIG = {
     "dim": 64,
-    "encoder_options": {"image": {"stages": 1, "width": 8, "layers": 3}},
-    "fusion_options": {"layers": 2},
-    "token_options": {"schedule": "input"},
+    "encoders": {"image": {"name": "image_conv", "options": {"stages": 1, "width": 8, "layers": 3}}},
+    "fusion": {"name": "transformer", "options": {"layers": 2}},
 }
+SCHEDULE = {"schedule": "input"}
 # cached models live under a folder named after the recipe, so a changed CONFIG / EPOCHS retrains
 RUNS = ROOT / "runs" / "bench_tokens" / hashlib.sha1(json.dumps([CONFIG, EPOCHS], sort_keys=True).encode()).hexdigest()[:10]
 JOBS = {
-    "full": {},
-    "merge_0.5": {"token_budget": 0.5, "reducer": "merge"},
-    "pool_random": {"reducer": "pool", "train_budgets": list(BUDGETS)},
-    **{f"pool_{b}": {"token_budget": b, "reducer": "pool"} for b in BUDGETS[1:]},
+    "full": {"tokens": SCHEDULE},
+    "merge_0.5": {"tokens": {**SCHEDULE, "budget": 0.5, "reducer": "merge"}},
+    "pool_random": {"tokens": {**SCHEDULE, "reducer": "pool", "train_budgets": list(BUDGETS)}},
+    **{f"pool_{b}": {"tokens": {**SCHEDULE, "budget": b, "reducer": "pool"}} for b in BUDGETS[1:]},
     # eight more seeds of the accuracy comparison at merge 0.5 (one test split of 300 pairs is +-2.7 points)
-    **{f"full_seed{s}": {"seed": s} for s in range(1, 9)},
-    **{f"merge_0.5_seed{s}": {"token_budget": 0.5, "reducer": "merge", "seed": s} for s in range(1, 9)},
+    **{f"full_seed{s}": {"tokens": SCHEDULE, "seed": s} for s in range(1, 9)},
+    **{f"merge_0.5_seed{s}": {"tokens": {**SCHEDULE, "budget": 0.5, "reducer": "merge"}, "seed": s} for s in range(1, 9)},
 }
 SEEDS = {0: ("full", "merge_0.5"), **{s: (f"full_seed{s}", f"merge_0.5_seed{s}") for s in range(1, 9)}}
 
@@ -65,18 +65,18 @@ def train_one(key: str) -> tuple[str, float]:
 
 
 def train_all() -> dict[str, float]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from polymodal.experiments.runner import run_parallel
 
     todo = [k for k in JOBS if not (RUNS / k / "weights.safetensors").exists()]
     stamp = RUNS / "train_s.json"  # training wall times of the cached models (seconds, 1 thread per model)
     times = json.loads(stamp.read_text()) if stamp.exists() else {}
     if todo:
-        with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(train_one, k) for k in todo]):
-                k, s = fut.result()
-                times[k] = round(s, 1)
-                print(f"trained {k} in {s:.0f}s", file=sys.stderr, flush=True)
+        def done(result: tuple[str, float]) -> None:
+            k, s = result
+            times[k] = round(s, 1)
+            print(f"trained {k} in {s:.0f}s", file=sys.stderr, flush=True)
+
+        run_parallel(train_one, todo, workers=2, on_done=done)
         stamp.write_text(json.dumps(times))
     return times
 
@@ -86,8 +86,8 @@ def main() -> None:
     train_s = train_all()
     setup(threads=1)
     from polymodal.datasets import load_av_digits
-    from polymodal.recipes.fit import load
     from polymodal.evaluate.token_bench import REDUCERS, budget_curve
+    from polymodal.recipes.loading import load
 
     test = load_av_digits("test")
     full = load(RUNS / "full")
@@ -109,11 +109,10 @@ def main() -> None:
 
     # Where the time goes (torch.profiler, self CPU ms per forward by op category) and where the FLOPs go.
     from polymodal.data.dataset import make_loader
-    from polymodal.recipes.fit import decode_for
     from polymodal.evaluate.token_bench import encode_fuse, profile_forward
     from polymodal.tokens.flops import count_flops
 
-    _, ds, _ = decode_for(full.schema, test, progress=False)
+    _, ds, _ = full.decode(test, labels="require", progress=False)
     batch = next(iter(make_loader(ds, 128, shuffle=False)))
     half = full.with_token_budget(0.5, "merge", schedule="input")
     profile, flops_by_op = {}, {}

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from polymodal.errors import DecodeError, PolymodalError, SchemaError  # noqa: E402
 from polymodal.types import Batch, FusionOutput, Tokens  # noqa: E402
 
-_LAZY = {"Model": "recipes.fit", "fit": "recipes.fit", "load": "recipes.fit", "prepare": "recipes.fit",
-         "AlignedModel": "recipes.align", "align": "recipes.align", "Index": "index"}
+_LAZY = {"Model": "recipes.model", "fit": "recipes.fit", "load": "recipes.loading", "AlignedModel": "recipes.aligned",
+         "align": "recipes.align", "Index": "index", "Component": "registry", "list_presets": "config.presets"}
 
-__all__ = ["AlignedModel", "Batch", "DecodeError", "Index", "align", "FusionOutput", "Model", "PolymodalError", "SchemaError", "Tokens", "fit", "load"]
+__all__ = ["AlignedModel", "Batch", "Component", "DecodeError", "FusionOutput", "Index", "Model", "PolymodalError",
+           "SchemaError", "Tokens", "align", "fit", "list_presets", "load"]
 
 
 def __getattr__(name: str) -> Any:

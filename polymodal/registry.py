@@ -1,15 +1,84 @@
-"""One registry pattern for every pluggable part (encoders, fusions, heads, ...).
+"""One registry pattern for every pluggable part (encoders, fusions, heads, objectives, token reducers, ...).
 
-A registry maps a name to a factory; a decorator in the part's folder fills it, so adding a method is one file
-plus one test, and ``polymodal list fusions`` prints what exists.
+A registry maps a name to a factory; a decorator in the part's own file fills it, and the registry is how the part
+is dispatched (never a parallel if-chain or tuple of names). Adding a method is one file plus one test, and
+``polymodal list fusions`` prints what exists.
+
+Every pluggable choice is a ``Component(name, options)``, resolved through its registry:
+``FUSIONS.build_component(Component("transformer", {"layers": 2}), names, dim)``. A miss raises
+``UnknownNameError`` (a ``KeyError``) naming the valid names and the closest ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from polymodal.errors import ComponentError, UnknownNameError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One pluggable choice: the ``name`` it is registered under and the ``options`` its factory takes.
+
+    JSON form: ``{"name": ..., "options": {...}}`` (``to_dict`` / ``Component.of``). ``options`` is copied on
+    construction, so a component never shares its dict with the caller.
+    """
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ComponentError(f"a component's name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.options, Mapping):
+            raise ComponentError(
+                f"the options of {self.name!r} must be a mapping of option name -> value, got {self.options!r}"
+            )
+        bad = [k for k in self.options if not isinstance(k, str)]
+        if bad:
+            raise ComponentError(f"option names of {self.name!r} must be strings, got {bad!r}")
+        object.__setattr__(self, "options", dict(self.options))
+
+    @classmethod
+    def of(cls, value: Component | str | Mapping[str, Any]) -> Component:
+        """Coerce ``"name"``, ``{"name": ..., "options": {...}}`` (options optional) or a ``Component``."""
+        if isinstance(value, Component):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, Mapping):
+            extra = sorted(str(k) for k in value if k not in ("name", "options"))
+            if "name" not in value or extra:
+                what = f"unknown keys {extra}" if extra else "no 'name'"
+                raise ComponentError(
+                    f"a component mapping takes the keys 'name' and 'options' ({what} in {dict(value)!r}); "
+                    "write it as {'name': ..., 'options': {...}}"
+                )
+            options = value.get("options")
+            return cls(value["name"], {} if options is None else options)
+        raise ComponentError(
+            "expected a component: a name, a {'name': ..., 'options': {...}} mapping or a Component, "
+            f"got {type(value).__name__} {value!r}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., "options": {...}}`` (a copy: editing it leaves the component alone)."""
+        return {"name": self.name, "options": dict(self.options)}
+
+    def __hash__(self) -> int:  # by value, as equality (the options dict alone is unhashable)
+        return hash((self.name, _frozen(self.options)))
+
+
+def _frozen(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return tuple(sorted((str(k), _frozen(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_frozen(x) for x in v)
+    return v
 
 
 class Registry(Generic[T]):
@@ -27,14 +96,19 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> Callable[..., T]:
+        """The factory registered as ``name``; ``UnknownNameError`` (with the valid names) on a miss."""
         try:
             return self._items[name]
-        except KeyError:
-            known = ", ".join(sorted(self._items)) or "(none)"
-            raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {known}") from None
+        except (KeyError, TypeError):  # TypeError: an unhashable "name"
+            raise UnknownNameError(self.kind, name, self._items) from None
 
     def build(self, name: str, /, *args, **kwargs) -> T:
         return self.get(name)(*args, **kwargs)
+
+    def build_component(self, component: Component | str | Mapping[str, Any], /, *args, **kwargs) -> T:
+        """``build(component.name, *args, **component.options, **kwargs)``; keyword arguments override options."""
+        c = Component.of(component)
+        return self.build(c.name, *args, **{**c.options, **kwargs})
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,6 +1,11 @@
-"""Configuration: typed dataclasses of components, validated once, JSON/YAML round-trip, presets, CLI overrides."""
+"""Configuration: dataclasses of components, validated once, JSON/YAML round-trip, presets, CLI overrides."""
 
-from polymodal.config.align import AlignConfig
-from polymodal.config.model import ConfigError, ModelConfig, TrainConfig, from_dict, split_options
+from polymodal.config.io import build, dump, from_dict, merge, parse_sets, read_file, to_dict
+from polymodal.config.model import AlignSpec, ConfigError, ModelConfig, TrainConfig, check_on_error
+from polymodal.config.presets import add_preset, list_presets, load_preset, resolve
+from polymodal.registry import Component
 
-__all__ = ["AlignConfig", "ConfigError", "ModelConfig", "TrainConfig", "from_dict", "split_options"]
+__all__ = [
+    "AlignSpec", "Component", "ConfigError", "ModelConfig", "TrainConfig", "add_preset", "build", "check_on_error",
+    "dump", "from_dict", "list_presets", "load_preset", "merge", "parse_sets", "read_file", "resolve", "to_dict",
+]

@@ -1,69 +1,115 @@
-"""Typed, JSON-serialisable configuration with validation that says what to do."""
+"""What a run builds and how it trains: ``ModelConfig`` (a tree of ``Component`` choices) and ``TrainConfig``.
+
+Every pluggable choice is a ``Component(name, options)`` resolved through its registry: each modality's encoder,
+the fusion, the task head, the alignment objective, the token reducer (inside ``TokenBudget``). The same two
+dataclasses describe a supervised run (``fit``) and an alignment run (``align``: ``fusion=None``, ``align`` set),
+so one net, one trainer and one run-folder format serve both. ``config/io.py`` reads and writes them (JSON/YAML,
+flat keyword shorthands, ``--set`` overrides); ``config/presets/`` holds the named presets.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from polymodal.errors import PolymodalError
+from polymodal.registry import Component
+from polymodal.tokens.spec import TokenBudget
 
 
 class ConfigError(PolymodalError, ValueError):
-    pass
+    """An option has a wrong value, type or name; the message names the option and what is valid."""
+
+
+PROJECTIONS = ("linear", "mlp")
+
+
+@dataclass
+class AlignSpec:
+    """A shared embedding space: one projection per modality (``heads/projection.py``) and a contrastive objective."""
+
+    objective: Component = field(default_factory=lambda: Component("clip"))
+    """clip | siglip | symile | pairwise | anchor (clip / siglip over >= 3 modalities average over all pairs)."""
+    embed_dim: int = 64
+    """Width of the shared space."""
+    projection: str = "mlp"
+    """Per-modality head from the pooled encoder tokens to the shared space: linear | mlp."""
+    weight: float = 1.0
+    """Weight of the objective in the loss (beside the task loss in a supervised run)."""
+    uniformity_weight: float = 0.0
+    """+ weight x (alignment + uniformity) regulariser per pair of modalities (shrinks the modality gap)."""
+
+    def validate(self) -> None:
+        from polymodal.objectives import OBJECTIVES
+
+        if self.embed_dim <= 0:
+            raise ConfigError(f"align.embed_dim must be > 0, got {self.embed_dim}")
+        if self.projection not in PROJECTIONS:
+            raise ConfigError(f"align.projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        if self.uniformity_weight < 0 or self.weight < 0:
+            raise ConfigError(f"align weights must be >= 0, got weight={self.weight}, "
+                              f"uniformity_weight={self.uniformity_weight}")
+        names = [n for n in OBJECTIVES.names() if n != "uniformity_alignment"]
+        if self.objective.name not in names:
+            raise ConfigError(f"unknown alignment objective {self.objective.name!r}; choose one of {names}")
 
 
 @dataclass
 class ModelConfig:
+    """The net: encoders -> fusion -> task head (and/or projections into a shared space), chosen by name."""
+
     dim: int = 64
-    fusion: str = "transformer"
-    fusion_options: dict[str, Any] = field(default_factory=dict)
-    encoders: dict[str, str] = field(default_factory=dict)  # modality -> encoder name; default per kind
-    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> options
-    modality_dropout: float = 0.5  # per-sample probability of hiding each modality in training (>= 1 kept)
-    aux_weight: float = 1.0  # weight of the unimodal auxiliary losses (one per modality, on its own vector)
-    head_dropout: float = 0.1
-    # Alignment objective beside the task loss (polymodal/align/): "clip" | "siglip" | "symile" | ... or None.
-    # The loss is task + aux + align_weight x objective(per-modality projections into an embed_dim space).
-    align: str | None = None
-    align_weight: float = 1.0
-    align_options: dict[str, Any] = field(default_factory=dict)
-    embed_dim: int = 64
-    # Token budgets (polymodal/tokens/spec.py): keep this fraction of each stream's tokens (a float, or
-    # {modality: fraction}); 1.0 = off. ``reducer``: merge | prune | pool | zip. ``train_budgets``: sample one of
-    # these per training step (Matryoshka / M3). ``token_options``: schedule, where, prop_attn, context.
-    token_budget: float | dict[str, float] = 1.0
-    reducer: str = "merge"
-    train_budgets: list[float] = field(default_factory=list)
-    token_options: dict[str, Any] = field(default_factory=dict)
+    """Token / fused vector width."""
+    encoders: dict[str, Component] = field(default_factory=dict)
+    """Encoder per modality name (or per kind: ``{"image": "efficientnet_lite0"}``); default: the kind's own."""
+    fusion: Component | None = field(default_factory=lambda: Component("transformer"))
+    """Fusion operator (``polymodal list fusions``); None for an alignment run (no fusion, no task head)."""
+    head: Component | None = None
+    """Task head; None: the task's own (classify | regress), options such as ``{"dropout": 0.1}``."""
+    modality_dropout: float = 0.5
+    """Per-sample probability of hiding each modality in training (at least one is always kept)."""
+    aux_weight: float = 1.0
+    """Weight of the unimodal auxiliary losses (one per modality, on its own vector)."""
+    align: AlignSpec | None = None
+    """A shared embedding space beside (or, with ``fusion=None``, instead of) the task."""
+    tokens: TokenBudget = field(default_factory=TokenBudget)
+    """Token budget: fraction of each stream's tokens to keep, reducer, schedule, where (``tokens/spec.py``)."""
+
+    @property
+    def is_alignment(self) -> bool:
+        """An embedding-only net (``align`` runs): encoders + projections, no fusion and no task head."""
+        return self.fusion is None
 
     def validate(self) -> None:
         if self.dim <= 0 or self.dim % 4:
             raise ConfigError(f"dim must be a positive multiple of 4, got {self.dim}")
-        from polymodal.tokens.spec import TokenBudget
-
-        try:
-            TokenBudget.from_config(self)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ConfigError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.aux_weight < 0:
             raise ConfigError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.fusion is None and self.align is None:
+            raise ConfigError("a net without a fusion is an alignment net: give it an align objective (align='clip')")
+        if self.align is not None:
+            self.align.validate()
 
 
 @dataclass
 class TrainConfig:
+    """How the net trains (Lightning; ``train/loop.py``)."""
+
     epochs: int = 40
+    """Maximum epochs (early stopping on the validation split)."""
     batch_size: int = 64
     lr: float = 2e-3
+    """Peak learning rate (AdamW, 10 % warm-up then cosine decay)."""
     weight_decay: float = 0.05
     val_fraction: float = 0.1
-    patience: int = 8  # epochs without validation improvement before stopping
+    """Share of training rows held out for early stopping when no validation table is given (0: none)."""
+    patience: int = 8
+    """Epochs without validation improvement before stopping."""
     seed: int = 0
-    max_minutes: float | None = None  # wall-clock cap on training
-    on_error: str = "raise"  # decode policy: "raise" | "missing"
-    progress: bool = True
+    max_minutes: float | None = None
+    """Wall-clock cap on training."""
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -74,34 +120,15 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 0.9), got {self.val_fraction}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.on_error not in ("raise", "missing"):
-            raise ConfigError(f"on_error must be 'raise' or 'missing', got {self.on_error!r}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience}")
 
 
-def from_dict(cls, d: dict[str, Any]):
-    """Build a config dataclass from a dict, rejecting unknown keys with the list of valid ones."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; valid: {sorted(names)}")
-    cfg = cls(**d)
-    cfg.validate()
-    return cfg
+ON_ERROR = ("raise", "missing")
 
 
-def split_options(options: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
-    """Route flat keyword options (``dim=..., epochs=...``) to the model or the training config."""
-    m_names = {f.name for f in fields(ModelConfig)}
-    t_names = {f.name for f in fields(TrainConfig)}
-    unknown = set(options) - m_names - t_names
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {sorted(unknown)}; model options: {sorted(m_names)}; training options: {sorted(t_names)}"
-        )
-    m = from_dict(ModelConfig, {k: v for k, v in options.items() if k in m_names})
-    t = from_dict(TrainConfig, {k: v for k, v in options.items() if k in t_names})
-    return m, t
-
-
-def dump(model: ModelConfig, train: TrainConfig, **extra: Any) -> str:
-    return json.dumps({"model": asdict(model), "train": asdict(train), **extra}, indent=2)
+def check_on_error(on_error: Any) -> str:
+    """The decode policy for undecodable cells: ``raise`` (default) or ``missing`` (counted and reported)."""
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be 'raise' or 'missing', got {on_error!r}")
+    return on_error

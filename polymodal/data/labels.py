@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from polymodal.errors import DecodeError
 from polymodal.data.kinds.base import DecodeContext
@@ -78,8 +79,14 @@ def encode_labels(schema: Schema, labels: pd.Series) -> np.ndarray:
     return ((y - stats["mean"]) / stats["std"]).astype(np.float32)
 
 
+def unscale_target(schema: Schema, values: Any) -> Any:
+    """A standardised regression target (or prediction) back on the label's own scale, flattened to ``[N]``."""
+    stats = schema.target_stats or {"mean": 0.0, "std": 1.0}
+    flat = values.float().reshape(-1) if isinstance(values, torch.Tensor) else np.asarray(values).reshape(-1)
+    return flat * stats["std"] + stats["mean"]
+
+
 def decode_predictions(schema: Schema, outputs: np.ndarray) -> list[Any]:
     if schema.task == "classify":
         return [schema.classes[i] for i in outputs.argmax(-1)]
-    stats = schema.target_stats or {"mean": 0.0, "std": 1.0}
-    return (outputs.reshape(-1) * stats["std"] + stats["mean"]).tolist()
+    return unscale_target(schema, outputs).tolist()

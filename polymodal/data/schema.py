@@ -196,14 +196,14 @@ def infer_schema(
     label: str | None,
     *,
     kinds: Mapping[str, str] | None = None,
-    modalities: Mapping[str, Sequence[str]] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
     ignore: Sequence[str] = (),
     task: str | None = None,
 ) -> Schema:
     """Map a table's columns to modalities.
 
     * ``kinds`` overrides the inferred kind per column (``"ignore"`` drops the column);
-    * ``modalities`` groups columns explicitly: ``{"vitals": ["hr", "bp"], "scan": ["ct_path"]}``;
+    * ``groups`` groups columns into named modalities explicitly: ``{"vitals": ["hr", "bp"], "scan": ["ct_path"]}``;
     * every other tabular column joins one modality named ``tabular``; every other column is its own modality,
       named after the column.
     """
@@ -221,7 +221,7 @@ def infer_schema(
 
     specs: dict[str, ModalitySpec] = {}
     grouped: set[str] = set()
-    for name, cols in (modalities or {}).items():
+    for name, cols in (groups or {}).items():
         cols = [cols] if isinstance(cols, str) else list(cols)
         for c in cols:
             if c not in frame.columns:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -86,13 +86,23 @@ def _read_json(path: Path) -> pd.DataFrame:
     raise ValueError(f"the top-level JSON value is a {type(obj).__name__}, expected a list of records")
 
 
-def read_table(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, Path]:
-    """(frame, base_dir): the table and the folder its relative file paths resolve against.
+class Table(NamedTuple):
+    """A table value: the frame and the folder its relative file paths resolve against (never ``os.chdir``)."""
 
-    A DataFrame resolves paths against the current directory; a file against its own folder.
+    frame: pd.DataFrame
+    base_dir: Path
+
+
+def read_table(source: Table | pd.DataFrame | str | os.PathLike) -> Table:
+    """``Table(frame, base_dir)``: the table and the folder its relative file paths resolve against.
+
+    A DataFrame resolves paths against the current directory; a file against its own folder; a ``Table``
+    against the folder it carries.
     """
+    if isinstance(source, Table):
+        return source
     if isinstance(source, pd.DataFrame):
-        return source, Path.cwd()
+        return Table(source, Path.cwd())
     if not isinstance(source, (str, os.PathLike)):
         raise SchemaError(
             f"expected a pandas DataFrame or a path to a table file, got {type(source).__name__}; "
@@ -127,7 +137,7 @@ def read_table(source: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, 
             f"cannot read table file {str(path)!r} as {fmt.upper()}: {type(e).__name__}: {e}. "
             f"Check that the file is complete and that its extension matches its content; accepted: {ACCEPTED}"
         ) from e
-    return frame, path.resolve().parent
+    return Table(frame, path.resolve().parent)
 
 
 def fit_schema(

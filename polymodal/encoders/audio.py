@@ -65,10 +65,10 @@ class AudioLogMel(Encoder):
         check_heads(dim, heads)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, dropout=dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.token_state = None  # set by tokens.budget.install_token_budget
 
     @property
     def supports_token_budget(self) -> bool:
+        """Token budgets reduce inside this encoder's transformer blocks (``encoder_stack``), when it has any."""
         return len(self.blocks) > 0
 
     def frame_mask(self, length: Tensor, n_frames: int) -> Tensor:

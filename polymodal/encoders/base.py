@@ -4,11 +4,16 @@
 the keys per kind). ``present[B]`` says which samples have the modality; encoders may compute anything for absent
 samples as long as it is finite, and must set ``Tokens.present = present``. ``Tokens.mask`` marks real tokens
 (e.g. audio frames beyond a clip's length are padding).
+
+Capabilities are declared on the class (``Encoder`` declares the defaults), never probed with ``hasattr``:
+``supports_token_budget`` (the encoder reduces its own tokens under a token budget; it then reads the
+``token_state`` that ``set_token_budget`` gives it, see ``polymodal/tokens/budget.py``), ``lr_scaled_parameters()``
+(parameters trained at a scaled learning rate, e.g. an unfrozen pretrained backbone) and ``needs_weights``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -16,9 +21,21 @@ from polymodal.data.schema import ModalitySpec
 from polymodal.registry import Registry
 from polymodal.types import Tokens
 
+if TYPE_CHECKING:
+    from polymodal.tokens.spec import BudgetState
+
 
 class Encoder(nn.Module):
     kind: tuple[str, ...] = ()  # the modality kinds this encoder accepts
+    supports_token_budget: bool = False
+    """True when the encoder reduces its own tokens under a token budget (its transformer blocks run through
+    ``tokens.budget.encoder_stack``); ``install_token_budget`` then routes its modality's budget here."""
+    needs_weights: bool = False
+    """True when building it needs pretrained weights from elsewhere (``encoders/pretrained``)."""
+    token_state: BudgetState | None = None
+    """The token budget this encoder reads at each forward (``set_token_budget``); None: it runs untouched."""
+    token_trace: list[tuple[int, int]] | None = None
+    """(tokens in attention, tokens in MLP) per block of the last forward, for FLOPs accounting (None: no blocks)."""
 
     def __init__(self, spec: ModalitySpec, dim: int) -> None:
         super().__init__()
@@ -31,6 +48,19 @@ class Encoder(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def set_token_budget(self, state: BudgetState | None) -> None:
+        """The token-budget hook (``tokens.budget.install_token_budget``): the state to read at each forward, or
+        None to run untouched. Only an encoder that ``supports_token_budget`` may be given a state."""
+        if state is not None and not self.supports_token_budget:
+            raise ValueError(f"encoder {type(self).__name__} of modality {self.spec.name!r} does not reduce tokens "
+                             "itself (supports_token_budget is False); route its budget to the fusion or boundary")
+        self.token_state = state
+
+    def lr_scaled_parameters(self) -> list[tuple[nn.Parameter, float]]:
+        """(parameter, learning-rate multiplier) pairs trained at a scaled learning rate (``build_optimizer``);
+        none by default (pretrained encoders: the unfrozen backbone at ``lr_scale``)."""
+        return []
 
     @classmethod
     def preprocessing(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:

@@ -81,10 +81,10 @@ class ImageConv(Encoder):
         check_heads(dim, heads)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, dropout=dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim) if layers else nn.Identity()
-        self.token_state = None  # set by tokens.budget.install_token_budget
 
     @property
     def supports_token_budget(self) -> bool:
+        """Token budgets reduce inside this encoder's transformer blocks (``encoder_stack``), when it has any."""
         return len(self.blocks) > 0
 
     def _features(self, pixels: Tensor) -> Tensor:

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from itertools import combinations
 from math import factorial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from polymodal.data.dataset import DecodedDataset
-
-if TYPE_CHECKING:  # pragma: no cover
-    from polymodal.recipes.fit import Model
+from polymodal.data.decode import decode
+from polymodal.data.labels import unscale_target
+from polymodal.evaluate.scoring import Scorable as Model
+from polymodal.evaluate.scoring import outputs, targets
 
 MAX_SHAPLEY = 5
 
@@ -37,20 +38,20 @@ def _value_of(model: "Model", full: torch.Tensor, n: int):
         value = lambda out: out.softmax(-1).gather(1, pred[:, None])[:, 0].numpy()  # noqa: E731
         return value, pred.numpy(), np.full(n, 1.0 / len(model.schema.classes))
     stats = model.schema.target_stats or {"mean": 0.0, "std": 1.0}
-    value = lambda out: (out.float().reshape(-1) * stats["std"] + stats["mean"]).numpy()  # noqa: E731
+    value = lambda out: unscale_target(model.schema, out).numpy()  # noqa: E731
     return value, np.full(n, -1), np.full(n, float(stats["mean"]))
 
 
 def coalition_values(model: "Model", ds: DecodedDataset) -> tuple[dict[frozenset, np.ndarray], np.ndarray]:
     """``{coalition: value[N]}`` for every subset of modalities (the empty one included) and the predicted class
     per row (regression: ``-1``)."""
-    names = model.modalities
-    full = model._outputs(ds)
+    names = model.schema.names
+    full = outputs(model, ds)
     value, pred, empty = _value_of(model, full, len(ds))
     values: dict[frozenset, np.ndarray] = {frozenset(): empty}
     for k in range(1, len(names) + 1):
         for combo in combinations(names, k):
-            values[frozenset(combo)] = value(full if k == len(names) else model._outputs(ds, keep=combo))
+            values[frozenset(combo)] = value(full if k == len(names) else outputs(model, ds, keep=combo))
     return values, pred
 
 
@@ -72,7 +73,7 @@ def shapley_from_values(names: list[str], values: dict[frozenset, np.ndarray]) -
 def modality_attribution(model: "Model", ds: DecodedDataset, *, shapley: bool | None = None) -> dict[str, Any]:
     """Per-row contributions (``loo`` and, for up to ``MAX_SHAPLEY`` modalities, ``shapley``) and the predicted
     class; arrays are ``[N]`` numpy, keyed by modality."""
-    names = model.modalities
+    names = model.schema.names
     if shapley is None:
         shapley = len(names) <= MAX_SHAPLEY
     if shapley and len(names) > MAX_SHAPLEY:
@@ -83,12 +84,12 @@ def modality_attribution(model: "Model", ds: DecodedDataset, *, shapley: bool | 
     if shapley:
         values, pred = coalition_values(model, ds)
     else:  # only the coalitions leave-one-out needs: all, and all-but-one
-        full = model._outputs(ds)
+        full = outputs(model, ds)
         value, pred, _ = _value_of(model, full, len(ds))
         everything = frozenset(names)
         values = {everything: value(full)}
         for n in names:
-            values[everything - {n}] = value(model._outputs(ds, keep=tuple(x for x in names if x != n)))
+            values[everything - {n}] = value(outputs(model, ds, keep=tuple(x for x in names if x != n)))
     everything = frozenset(names)
     out: dict[str, Any] = {
         "predicted": pred,
@@ -121,16 +122,13 @@ def per_class_summary(model: "Model", attribution: dict[str, Any], labels: np.nd
 
 
 def explain(
-    model: "Model", data: Any, *, shapley: bool | None = None, on_error: str = "raise"
+    model: "Model", data: Any, *, shapley: bool | None = None, on_error: str = "raise", progress: bool = True
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-row modality contributions for a table: (DataFrame indexed like the input with ``prediction`` and
     ``<method>_<modality>`` columns, summary dict with the mean contribution per class).
 
     A label column, if the table has one, groups the summary by true class; otherwise by predicted class."""
-    from polymodal.recipes.fit import decode_for
-
-    frame, ds, report = decode_for(model.schema, data, on_error=on_error, with_labels=None,
-                                   progress=model.train_cfg.progress)
+    frame, ds, report = decode(model.schema, data, on_error=on_error, labels="auto", progress=progress)
     att = modality_attribution(model, ds, shapley=shapley)
     method = "shapley" if "shapley" in att else "loo"
     table = pd.DataFrame(index=frame.index)
@@ -145,10 +143,10 @@ def explain(
                 table[f"{kind}_{m}"] = v
     labels = None
     if ds.target is not None:
-        labels = ds.target[torch.as_tensor(ds.rows, dtype=torch.long)].numpy()
+        labels = targets(ds).numpy()
     summary = {
         "method": method,
-        "modalities": model.modalities,
+        "modalities": model.schema.names,
         "grouped_by": "true" if labels is not None else "predicted",
         "mean_abs": {m: float(np.abs(v).mean()) for m, v in att[method].items()},
         "per_class": per_class_summary(model, att, labels),

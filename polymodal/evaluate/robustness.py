@@ -17,43 +17,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from polymodal.data.dataset import DecodedDataset
+from polymodal.data.decode import decode
 from polymodal.evaluate.corruptions import corrupt_dataset, corruption_for, with_presence
 from polymodal.evaluate.mnar import MNARPattern, content_score, dependence, missing_rows
+from polymodal.evaluate.scoring import Scorable as Model
+from polymodal.evaluate.scoring import primary_metric, score, targets
 from polymodal.evaluate.subsets import modality_subsets, subset_key
-
-if TYPE_CHECKING:  # pragma: no cover
-    from polymodal.recipes.fit import Model
 
 DEFAULT_NOISE = (0.0, 0.1, 0.3, 0.5)
 MISSING_STUDIES = ("subsets", "mnar")
 
 
-def primary_metric(model: "Model") -> str:
-    return "accuracy" if model.schema.task == "classify" else "rmse"
-
-
-def score(model: "Model", ds: DecodedDataset, keep: tuple[str, ...] | None = None) -> float:
-    """The primary metric of ``model`` on ``ds`` (with ``keep``, the other modalities are marked missing)."""
-    out = model._outputs(ds, keep=keep)
-    return float(model._metrics(out, targets(ds), confusion=False)[primary_metric(model)])
-
-
-def targets(ds: DecodedDataset) -> torch.Tensor:
-    """The labels of ``ds``'s rows, in row order (a view's ``target`` is indexed by absolute position)."""
-    if ds.target is None:
-        raise ValueError("this study needs a labelled table: the label column was not decoded")
-    return ds.target[torch.as_tensor(ds.rows, dtype=torch.long)]
-
-
 def subset_scores(model: "Model", ds: DecodedDataset) -> dict[str, float]:
     """The primary metric for every non-empty subset of modalities (the others marked missing)."""
-    return {subset_key(s): score(model, ds, keep=s) for s in modality_subsets(model.modalities)}
+    return {subset_key(s): score(model, ds, keep=s) for s in modality_subsets(model.schema.names)}
 
 
 def noise_sweep(
@@ -70,16 +53,16 @@ def noise_sweep(
     """
     levels = [float(v) for v in levels]
     corruptions = corruptions or {}
-    kinds = {m: model.schema.modalities[m].kind for m in model.modalities}
-    used = {m: corruption_for(kinds[m], corruptions.get(m)) for m in model.modalities}
+    kinds = {m: model.schema.modalities[m].kind for m in model.schema.names}
+    used = {m: corruption_for(kinds[m], corruptions.get(m)) for m in model.schema.names}
     curves: dict[str, list[float]] = {}
-    for m in model.modalities:
+    for m in model.schema.names:
         curves[m] = [score(model, corrupt_dataset(ds, m, kinds[m], lv, corruption=used[m], seed=seed)) for lv in levels]
-    if len(model.modalities) > 1:
+    if len(model.schema.names) > 1:
         curves["all"] = []
         for lv in levels:
             noisy = ds
-            for m in model.modalities:
+            for m in model.schema.names:
                 noisy = corrupt_dataset(noisy, m, kinds[m], lv, corruption=used[m], seed=seed)
             curves["all"].append(score(model, noisy))
     lower_better = primary_metric(model) == "rmse"
@@ -121,7 +104,7 @@ def mnar_study(
     labels = targets(ds).numpy()
     n_classes = len(model.schema.classes) if model.schema.task == "classify" else None
     out: dict[str, Any] = {"rate": rate, "clean": score(model, ds)}
-    for m in model.modalities:
+    for m in model.schema.names:
         kind = model.schema.modalities[m].kind
         rows = torch.as_tensor(ds.rows, dtype=torch.long)
         arrays = {k: v[rows] for k, v in ds.arrays[m].items()}
@@ -150,14 +133,14 @@ def expert_utilisation(model: "Model", ds: DecodedDataset, batch_size: int = 256
     from polymodal.data.dataset import make_loader
 
     fusion = model.net.fusion
-    if not hasattr(fusion, "last_utilisation"):
+    if fusion is None or fusion.utilisation() is None:  # no fusion (alignment net), or one without experts
         return None
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, float] = {}
     with torch.inference_mode():
         for batch in make_loader(ds, batch_size, shuffle=False):
             model.net(batch)
-            for m, util in fusion.last_utilisation.items():
+            for m, util in fusion.utilisation().items():
                 if torch.isfinite(util).all() and util.sum() > 0:
                     w = float(batch.present[m].sum())
                     sums[m] = sums.get(m, torch.zeros_like(util)) + w * util
@@ -180,7 +163,7 @@ def robustness_report(
     if unknown:
         raise ValueError(f"unknown missing-modality studies {sorted(unknown)}; choose from {list(MISSING_STUDIES)}")
     report: dict[str, Any] = {"metric": primary_metric(model), "n": len(ds), "clean": score(model, ds)}
-    if "subsets" in missing and len(model.modalities) > 1:
+    if "subsets" in missing and len(model.schema.names) > 1:
         report["subsets"] = subset_scores(model, ds)
     if "mnar" in missing:
         report["mnar"] = mnar_study(model, ds, rate=mnar_rate, seed=seed)
@@ -203,12 +186,11 @@ def robustness(
     seed: int = 0,
     on_error: str = "raise",
     out: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """``robustness_report`` on a labelled table (DataFrame or path); with ``out``, also writes
     ``robustness.json`` and plots (subset heatmap, noise curves) there."""
-    from polymodal.recipes.fit import decode_for
-
-    _, ds, decode_report = decode_for(model.schema, data, on_error=on_error, progress=model.train_cfg.progress)
+    _, ds, decode_report = decode(model.schema, data, on_error=on_error, labels="require", progress=progress)
     rep = robustness_report(model, ds, missing=missing, noise=noise, corruptions=corruptions, mnar_rate=mnar_rate, seed=seed)
     rep["decode_report"] = decode_report.to_dict()
     if out is not None:

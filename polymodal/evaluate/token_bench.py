@@ -15,11 +15,14 @@ from typing import Any
 
 import torch
 
+from polymodal.data.decode import decode
+from polymodal.evaluate.scoring import outputs, targets, task_metrics
+from polymodal.tokens import REDUCER_NAMES
 from polymodal.tokens.budget import reduce_at_boundary
 from polymodal.tokens.flops import count_flops, stack_costs
 
 BUDGETS = (1.0, 0.75, 0.5, 0.25, 0.1)
-REDUCERS = ("merge", "prune", "pool", "zip")
+REDUCERS = tuple(REDUCER_NAMES)
 
 
 def encode_fuse(net, batch):
@@ -89,19 +92,18 @@ def budget_curve(
     ``batch_size`` rows make the timing batch.
     """
     from polymodal.data.dataset import make_loader
-    from polymodal.recipes.fit import decode_for
 
-    _, ds, _ = decode_for(model.schema, data, progress=False)
+    _, ds, _ = decode(model.schema, data, labels="require" if accuracy else "auto", progress=False)
     batch = next(iter(make_loader(ds, batch_size, shuffle=False)))
     n = len(batch)
-    full = model.with_token_budget(1.0, model.model_cfg.reducer, **(token_options or {}))
+    full = model.with_token_budget(1.0, model.cfg.tokens.reducer, **(token_options or {}))
     full_flops, _ = count_flops(encode_fuse, full.net, batch)
     full_layers = layer_costs(full.net, n)
 
     def acc_of(m):
         if not accuracy or model.schema.task != "classify":
             return None
-        return float(m._metrics(m._outputs(ds), ds.target, confusion=False)["accuracy"])
+        return float(task_metrics(m.schema, outputs(m, ds), targets(ds), confusion=False)["accuracy"])
 
     full_acc = acc_of(full)
     res: dict[str, Any] = {

@@ -11,9 +11,7 @@ robustness against late fusion.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from polymodal.data.table import Table, read_table
 from polymodal.errors import PolymodalError
+from polymodal.evaluate.scoring import outputs
+from polymodal.experiments.runner import run_parallel
 
 Source = Any  # a DataFrame, a table path, (path, row positions), or ("dataset", name, split[, load kwargs])
 
@@ -44,44 +45,25 @@ class Job:
     extra_tests: dict[str, Source] = field(default_factory=dict)  # more named test tables, scored into "tables"
 
 
-@contextlib.contextmanager
-def _cwd(path: Path | None):
-    if path is None:
-        yield
-        return
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def load_source(src: Source) -> tuple[pd.DataFrame, Path | None]:
-    """(frame, folder its relative paths resolve against; None = the current one)."""
+def load_source(src: Source) -> Table:
+    """The table of a source, with the folder its relative file paths resolve against."""
     if isinstance(src, tuple) and len(src) in (3, 4) and src[0] == "dataset":
         from polymodal.datasets import DATASETS
 
-        return DATASETS[src[1]]["load"](src[2], **(src[3] if len(src) == 4 else {})), None
+        return read_table(DATASETS[src[1]]["load"](src[2], **(src[3] if len(src) == 4 else {})))
     if isinstance(src, tuple) and len(src) == 2:  # (path, row positions)
-        from polymodal.data.table import read_table
-
         frame, base = read_table(src[0])
-        return frame.iloc[np.asarray(src[1])].reset_index(drop=True), base
-    if isinstance(src, pd.DataFrame):
-        return src, None
-    from polymodal.data.table import read_table
-
+        return Table(frame.iloc[np.asarray(src[1])].reset_index(drop=True), base)
     return read_table(src)
 
 
 def latency_ms(model, ds, reps: int = 3, batch_size: int = 256) -> float:
     """Best-of-``reps`` inference time per sample (ms), batch ``batch_size``, after one warm-up pass."""
-    model._outputs(ds, batch_size=batch_size)
+    outputs(model, ds, batch_size=batch_size)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
-        model._outputs(ds, batch_size=batch_size)
+        outputs(model, ds, batch_size=batch_size)
         best = min(best, time.perf_counter() - t0)
     return 1000.0 * best / max(len(ds), 1)
 
@@ -90,21 +72,22 @@ def run_job(job: Job) -> dict[str, Any]:
     """Train one configuration and score it on the test table (runs in a worker process)."""
     import torch
 
-    from polymodal.evaluate.robustness import expert_utilisation, noise_sweep, primary_metric, score, subset_scores, targets
-    from polymodal.recipes.fit import decode_for, fit
+    from polymodal.data.decode import decode
+    from polymodal.evaluate.robustness import expert_utilisation, noise_sweep, subset_scores
+    from polymodal.evaluate.scoring import primary_metric, score, targets, task_metrics
+    from polymodal.recipes.fit import fit
 
     torch.set_num_threads(job.threads)
-    train, train_base = load_source(job.train)
-    test, test_base = load_source(job.test)
+    options = dict(job.options)
+    extra = options.pop("fusion", None) or {}  # {"options": {...}} for the job's fusion
+    options.update(fusion={"name": job.fusion, "options": dict(extra.get("options", {}))}, seed=job.seed)
     t0 = time.perf_counter()
-    with _cwd(train_base):
-        model = fit(train, job.label, fusion=job.fusion, use=job.use, seed=job.seed, progress=False, **job.options)
+    model = fit(load_source(job.train), job.label, use=job.use, progress=False, **options)
     train_s = time.perf_counter() - t0
-    with _cwd(test_base):
-        _, ds, _ = decode_for(model.schema, test, progress=False)
-    out = model._outputs(ds)
+    _, ds, _ = decode(model.schema, load_source(job.test), labels="require", progress=False)
+    out = outputs(model, ds)
     metric = primary_metric(model)
-    metrics = model._metrics(out, targets(ds), confusion=False)
+    metrics = task_metrics(model.schema, out, targets(ds), confusion=False)
     res: dict[str, Any] = {
         "key": job.key, "fusion": job.fusion, "seed": job.seed, "use": job.use,
         "metric": metric, "score": metrics[metric], "metrics": metrics,
@@ -125,9 +108,7 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.extra_tests:
         res["tables"] = {"test": res["score"]}
         for name, src in job.extra_tests.items():
-            extra, base = load_source(src)
-            with _cwd(base):
-                _, eds, _ = decode_for(model.schema, extra, progress=False)
+            _, eds, _ = decode(model.schema, load_source(src), labels="require", progress=False)
             res["tables"][name] = score(model, eds)
     if job.out:
         model.save(Path(job.out))
@@ -135,27 +116,9 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def run_jobs(jobs: Sequence[Job], workers: int = 2, on_done: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run ``jobs`` in ``workers`` spawned processes (in this process when ``workers <= 1``), in order of
-    submission; ``on_done(result)`` is called as each finishes."""
-    results: list[dict[str, Any]] = []
-    if workers <= 1:
-        for job in jobs:
-            r = run_job(job)
-            results.append(r)
-            if on_done:
-                on_done(r)
-        return results
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
-        for fut in as_completed(futures):
-            r = fut.result()
-            results.append(r)
-            if on_done:
-                on_done(r)
-    return results
+    """Run ``jobs`` in ``workers`` spawned processes (``experiments/runner.py``), results in submission order;
+    ``on_done(result)`` is called as each finishes."""
+    return run_parallel(run_job, jobs, workers=workers, on_done=on_done)
 
 
 def resolve_fusions(fusions: str | Sequence[str]) -> list[str]:
@@ -214,11 +177,9 @@ def compare(
         for f in fusions:
             jobs.append(Job(f"{f}/seed{seed}", f, seed, label, train, test, options=dict(options), noise=tuple(noise)))
     if unimodal:
-        from polymodal.recipes.fit import prepare
+        from polymodal.data.schema import infer_schema
 
-        frame, base = load_source(train)
-        with _cwd(base):
-            schema, _, _ = prepare(frame, label, progress=False, **_schema_options(options))
+        schema = infer_schema(load_source(train).frame, label, **_schema_options(options))
         if len(schema.names) > 1:
             for seed in seeds:
                 for m in schema.names:
@@ -237,7 +198,7 @@ def compare(
 
 
 def _schema_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: options[k] for k in ("kinds", "modalities", "ignore", "task") if k in options}
+    return {k: options[k] for k in ("kinds", "groups", "ignore", "task") if k in options}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

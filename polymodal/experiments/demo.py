@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from polymodal.evaluate.report import markdown_table
+from polymodal.experiments import runner
 
 MODALITIES = ("image", "audio")
 EPOCHS = 15  # the av-digits recipe shared by the demo and benchmarks/fusion_gain.py
@@ -63,27 +64,9 @@ def train_job(args: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
 
 
 def run_parallel(jobs: list[tuple[str, dict[str, Any]]], workers: int = 2, on_done=None) -> dict[str, dict[str, Any]]:
-    """Run ``train_job`` over ``jobs`` in ``workers`` spawned processes; ``on_done(key, result)`` as each ends."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    if workers <= 1:
-        out = {}
-        for job in jobs:
-            key, r = train_job(job)
-            out[key] = r
-            if on_done:
-                on_done(key, r)
-        return out
-    out = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(train_job, job) for job in jobs]
-        for fut in as_completed(futures):
-            key, r = fut.result()
-            out[key] = r
-            if on_done:
-                on_done(key, r)
-    return out
+    """``train_job`` over ``jobs`` in ``workers`` spawned processes; ``on_done(key, result)`` as each ends."""
+    done = (lambda kr: on_done(*kr)) if on_done else None
+    return dict(runner.run_parallel(train_job, jobs, workers=workers, on_done=done))
 
 
 def run_demo(out: Path, epochs: int = EPOCHS, quick: bool = False, console: Console | None = None) -> dict[str, Any]:

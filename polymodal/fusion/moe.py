@@ -10,7 +10,8 @@ Load balancing (Switch Transformer): per modality ``E * sum_e f_e * P_e`` over r
 assignments to expert ``e`` and ``P_e`` its mean router probability; it is 1 for uniform routing and ``E`` when
 one expert takes everything (it can dip slightly below 1 when ``f`` and ``P`` disagree; ``>= 1/E`` always).
 ``aux_loss`` = ``aux_weight`` (default 0.01) times its mean over modalities with tokens.
-``last_utilisation[m]`` holds the last forward's ``f`` (sums to 1 where the modality had tokens).
+``last_utilisation[m]`` holds the last forward's ``f`` (sums to 1 where the modality had tokens); ``utilisation()``
+(the ``Fusion`` hook) returns it.
 
 Fusion step: ``per_modality[m]`` = LayerNorm(masked mean of m's expert outputs); ``pooled`` = their mean over the
 modalities the sample has (a learned vector when it has none).
@@ -71,6 +72,10 @@ class MoEFusion(Fusion):
         self.norm = nn.LayerNorm(dim)
         self.nothing = nn.Parameter(torch.zeros(dim))
         self.last_utilisation: dict[str, Tensor] = {}
+
+    def utilisation(self) -> dict[str, Tensor]:
+        """modality -> the last forward's fraction of tokens routed to each expert (``last_utilisation``)."""
+        return self.last_utilisation
 
     def route(self, m: str, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One modality's tokens through its expert group: ``(x + mixture, balance loss, utilisation)``."""

@@ -7,7 +7,7 @@ from torch import nn
 
 from polymodal.blocks import TransformerBlock, check_heads
 from polymodal.tokens.budget import module_budget
-from polymodal.tokens.spec import schedule_counts
+from polymodal.tokens.spec import SizedTokens, schedule_counts
 from polymodal.tokens.stack import Segment, run_stack
 from polymodal.types import FusionOutput, Tokens
 from polymodal.fusion.base import FUSIONS, Fusion
@@ -20,10 +20,12 @@ class TransformerFusion(Fusion):
     token is real instead, so the model knows what is absent without seeing placeholder values.
 
     Token budgets (``tokens/budget.py``, ``tokens/stack.py``): the streams routed to the fusion
-    (``token_modalities``) are reduced in its blocks, each modality on its own schedule; the fusion token and the
+    (``token_modalities``, given with the state by ``set_token_budget``) are reduced in its blocks, each modality on its own schedule; the fusion token and the
     missing tokens are protected, and pruning follows the fusion token's attention. Tokens that arrive with
     ``size`` (merged or pooled in an encoder) get proportional attention when the budget asks for it.
     """
+
+    supports_token_budget = True
 
     def __init__(
         self,
@@ -44,8 +46,6 @@ class TransformerFusion(Fusion):
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.unimodal = nn.ModuleDict({name: nn.Linear(dim, dim) for name in self.names})
-        self.token_state = None  # set by tokens.budget.install_token_budget
-        self.token_modalities: set[str] = set()
 
     def forward(self, tokens: dict[str, Tokens]) -> FusionOutput:
         ts = [tokens[m] for m in self.names]
@@ -69,7 +69,7 @@ class TransformerFusion(Fusion):
 
     def _blocks(self, x, mask, ts: list[Tokens], protected: int):
         state = self.token_state
-        sizes = [getattr(t, "size", None) for t in ts]
+        sizes = [t.size if isinstance(t, SizedTokens) else None for t in ts]
         prop = state is not None and state.spec.use_prop_attn and any(s is not None for s in sizes)
         budgets = {m: module_budget(self, m) for m in self.names if m in self.token_modalities}
         if not prop and all(v is None for v in budgets.values()):
@@ -87,7 +87,7 @@ class TransformerFusion(Fusion):
         for m, t in zip(self.names, ts):
             n = t.x.shape[1]
             got = budgets.get(m)
-            counts = [n] * (L + 1) if got is None else schedule_counts(n, got[1], L, spec.schedule, spec.reducer)
+            counts = [n] * (L + 1) if got is None else schedule_counts(n, got[1], L, spec.schedule, spec.token_reducer)
             segs.append(Segment(n, counts, None, m))
         res = run_stack(self.blocks, x, mask, spec, segs, protected=protected, size=size, cls=True)
         self.token_trace = res.trace

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.objectives import OBJECTIVES, AnchorLoss, PairwiseLoss, uniformity_alignment
+from polymodal.objectives import OBJECTIVES, Objective, uniformity_alignment
 from polymodal.types import Tokens
 
 PAIR_OBJECTIVES = ("clip", "siglip")
@@ -71,17 +71,21 @@ class AlignHead(nn.Module):
 
 
 def alignment_loss(
-    objective: nn.Module, emb: Mapping[str, Tensor], present: Mapping[str, Tensor], uniformity_weight: float = 0.0
+    objective: Objective, emb: Mapping[str, Tensor], present: Mapping[str, Tensor], uniformity_weight: float = 0.0
 ) -> Tensor:
+    """The objective over ``emb``, called as its class declares (``Objective.handles_missing`` / ``takes_pair``)."""
+    if not isinstance(objective, Objective):
+        raise TypeError(f"an alignment objective must subclass polymodal.objectives.Objective (which declares how it "
+                        f"is called), got {type(objective).__name__}")
     emb = dict(emb)
     zero = sum(e.sum() for e in emb.values()) * 0.0
-    if isinstance(objective, (PairwiseLoss, AnchorLoss)):
+    if objective.handles_missing:  # pairwise / anchor: each pair on its own rows
         loss = objective(emb, present=present)
     else:  # clip / siglip on 2 modalities, symile on all: rows where every modality is present
         rows = torch.stack([present[m] for m in emb], 0).all(0)
         if int(rows.sum()) < 2:
             loss = zero
-        elif len(emb) == 2 and not hasattr(objective, "negative_sampling"):
+        elif len(emb) == 2 and objective.takes_pair:
             a, b = (emb[m][rows] for m in emb)
             loss = objective(a, b)
         else:

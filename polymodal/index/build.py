@@ -33,16 +33,9 @@ FILE_KINDS = ("image", "audio", "depth", "timeseries")
 
 def load_run(run: Any):
     """A trained model with a shared space: an ``AlignedModel`` or a supervised ``Model`` fitted with ``align=``."""
-    from polymodal.recipes.align import AlignedModel, is_align_run
+    from polymodal.recipes.loading import load
 
-    if not isinstance(run, (str, Path)):
-        model = run
-    elif is_align_run(run):
-        model = AlignedModel.load(run)
-    else:
-        from polymodal.recipes.fit import load
-
-        model = load(run)
+    model = load(run) if isinstance(run, (str, Path)) else run
     if getattr(model.net, "align_head", None) is None:
         raise PolymodalError(
             f"{run!r} has no shared embedding space; index a run trained with `polymodal align` "
@@ -171,7 +164,8 @@ class Index:
     ) -> "Index":
         """Embed the table's new and changed rows into the index at ``path`` (created if absent)."""
         t0 = time.perf_counter()
-        from polymodal.recipes.embed import decode_rows, embed_dataset
+        from polymodal.data.decode import decode
+        from polymodal.evaluate.scoring import embeddings
 
         model = load_run(run)
         fingerprint = _model_fingerprint(run, model)
@@ -222,8 +216,9 @@ class Index:
         for start in range(0, len(rows), chunk_size):  # each chunk is one atomic commit
             sel = rows[start : start + chunk_size]
             part = frame.iloc[sel]
-            _, ds, _ = decode_rows(model.schema, part, on_error=on_error, names=names, base_dir=base_dir)
-            emb, present = embed_dataset(model.net, ds, names)
+            _, ds, _ = decode(model.schema, part, on_error=on_error, labels="ignore", names=names, base_dir=base_dir,
+                              progress=False)
+            emb, present = embeddings(model.net, ds, names)
             r = store.upsert([keys[i] for i in sel], [hashes[i] for i in sel], emb, present, meta_frame.iloc[sel].reset_index(drop=True))
             inserted, updated = inserted + r["inserted"], updated + r["updated"]
         stale = [k for k in existing if k not in set(np.asarray(keys, dtype=object)[ok])] if prune else []
@@ -256,9 +251,7 @@ class Index:
 
     # ------------------------------------------------------------------ search
     def query_vector(self, value: Any, modality: str) -> np.ndarray:
-        from polymodal.recipes.embed import encode_values
-
-        return encode_values(self.model.schema, self.model.net, modality, [value])[0]
+        return self.model.encode(modality, [value])[0]
 
     def search(
         self,
@@ -299,8 +292,6 @@ class Index:
 
 def _model_fingerprint(run: Any, model: Any) -> str:
     if isinstance(run, (str, Path)) and (Path(run) / "weights.safetensors").exists():
-        from polymodal.index.build import _file_digest
-
         return _file_digest(Path(run) / "weights.safetensors")
     h = hashlib.sha256()
     for k, v in sorted(model.net.state_dict().items()):

@@ -11,7 +11,9 @@ Chosen by name from ``OBJECTIVES`` (``OBJECTIVES.build("siglip")``); every modul
 ``uniformity_alignment``   ``UniformityAlignment()(a, b)``: Wang & Isola regulariser (shrinks the modality gap)
 =========================  ============================================================================
 
-Pair losses accept ``(a, b)`` or a dict of exactly two modalities; the multi-modality ones a dict (or list).
+Pair losses accept ``(a, b)`` or a dict of exactly two modalities; the multi-modality ones a dict (or list). Every
+objective subclasses ``Objective`` (``base.py``), which declares how it is called (``takes_pair``,
+``handles_missing``).
 ``gather=True`` makes a loss use the features of every process (``distributed.gather_features``).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 from torch import nn
 
 from polymodal.registry import Registry
+from polymodal.objectives.base import Objective
 from polymodal.objectives.clip import ClipLoss, ContrastiveOutput, clip_loss, clip_output, contrastive_loss_with_temperature
 from polymodal.objectives.distributed import gather_features
 from polymodal.objectives.multi import (
@@ -35,7 +38,7 @@ from polymodal.objectives.multi import (
 from polymodal.objectives.siglip import SigLipLoss, siglip_loss
 from polymodal.objectives.symile import SymileLoss, mip_similarity, symile_loss
 
-OBJECTIVES: Registry[nn.Module] = Registry("objective")
+OBJECTIVES: Registry[Objective] = Registry("objective")
 
 OBJECTIVES.register("clip")(ClipLoss)
 OBJECTIVES.register("siglip")(SigLipLoss)
@@ -60,6 +63,7 @@ __all__ = [
     "AnchorLoss",
     "ClipLoss",
     "ContrastiveOutput",
+    "Objective",
     "PairwiseLoss",
     "SigLipLoss",
     "SymileLoss",

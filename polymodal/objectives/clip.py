@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.objectives.base import Objective
 from polymodal.objectives.distributed import gather_features, local_offset
 
 
@@ -180,7 +181,7 @@ def log_or_none(x: float | None) -> float | None:
     return None if x is None else math.log(x)
 
 
-class ClipLoss(nn.Module):
+class ClipLoss(Objective):
     """CLIP / ALIGN symmetric InfoNCE with a learnable temperature (open_clip / TorchMultimodal style).
 
     ``ClipLoss()(a, b)`` or ``ClipLoss()({"image": a, "text": b})``. The parameter ``logit_scale`` is the log of

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.objectives.base import Objective
 from polymodal.objectives.clip import pair_from
 
 PairLoss = Callable[[Tensor, Tensor], Tensor]
@@ -133,8 +134,11 @@ def uniformity_alignment(
     return alignment(a, b, alpha) + uniformity_weight * u
 
 
-class PairwiseLoss(nn.Module):
+class PairwiseLoss(Objective):
     """Mean of one pair loss module (shared parameters) over all modality pairs: ``PairwiseLoss(ClipLoss())``."""
+
+    takes_pair = False  # {modality: features} of every modality; each pair on the rows where both are present
+    handles_missing = True
 
     def __init__(self, pair: nn.Module) -> None:
         super().__init__()
@@ -144,8 +148,11 @@ class PairwiseLoss(nn.Module):
         return pairwise_loss(feats, self.pair, present=present)
 
 
-class AnchorLoss(nn.Module):
+class AnchorLoss(Objective):
     """ImageBind-style binding of every modality to ``anchor`` (default: the first modality of each call)."""
+
+    takes_pair = False  # {modality: features} of every modality; each pair on the rows where both are present
+    handles_missing = True
 
     def __init__(self, pair: nn.Module, anchor: str | None = None) -> None:
         super().__init__()
@@ -157,7 +164,7 @@ class AnchorLoss(nn.Module):
         return anchor_loss(feats, anchor, self.pair, present=present)
 
 
-class UniformityAlignment(nn.Module):
+class UniformityAlignment(Objective):
     """Wang & Isola alignment + uniformity regulariser (shrinks the modality gap); no parameters.
 
     Called with ``(a, b)`` or a dict of exactly two modalities; see ``uniformity_alignment``.

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.objectives.base import Objective
 from polymodal.objectives.clip import check_pair, clamped_scale, log_or_none, make_logit_scale, pair_from
 from polymodal.objectives.distributed import gather_features, local_offset
 
@@ -51,7 +52,7 @@ def siglip_loss(
     return -F.logsigmoid(labels * logits).sum() / n
 
 
-class SigLipLoss(nn.Module):
+class SigLipLoss(Objective):
     """SigLIP loss with a learnable log-scale (init ``log 10``) and bias (init ``-10``), as in the SigLIP paper.
 
     ``logit_scale`` stores the log of the multiplier and is clamped in place to ``[0, log 100]`` before use (open_clip

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.objectives.base import Objective
 from polymodal.objectives.clip import clamped_scale, log_or_none, make_logit_scale
 from polymodal.objectives.distributed import gather_features, local_offset
 
@@ -145,12 +146,14 @@ def symile_loss(
     return sum(losses) / len(losses)
 
 
-class SymileLoss(nn.Module):
+class SymileLoss(Objective):
     """Symile over M >= 2 modalities (multilinear inner product) with a learnable temperature.
 
     ``logit_scale`` stores the log of the multiplier, clamped in place to ``[0, log max_scale]`` before use.
     ``SymileLoss()([a, b, c])`` or ``SymileLoss()({"x": a, ...})``; inputs are
     L2-normalised unless ``normalize=False``. ``perms`` / ``generator`` are passed through for the ``"n"`` mode."""
+
+    takes_pair = False  # one term over every modality at once, called with {modality: features}
 
     def __init__(
         self,

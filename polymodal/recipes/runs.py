@@ -1,9 +1,10 @@
-"""The on-disk layout shared by every saved run (a supervised ``Model`` and an ``AlignedModel``).
+"""Run folders: one on-disk format for every recipe, with the run type read once.
 
-A run folder holds ``config.json`` (the configs, the polymodal version and, for alignment runs, ``run_type``),
-``schema.json`` (columns, kinds, fitted preprocessing), ``weights.safetensors`` (the network's state dict; frozen
+A run folder holds ``config.json`` (``run_type``, the polymodal version, the ``model`` and ``train`` configs),
+``schema.json`` (columns, kinds, fitted preprocessing), ``weights.safetensors`` (the net's state dict; frozen
 pretrained backbones leave their weights out, see ``encoders/pretrained/base.py``) and ``report.json`` (training
-history and decode report; optional when reading).
+history and decode report; optional when reading). Loading reads JSON and safetensors only: nothing is unpickled
+and no code from the folder runs. ``RUN_TYPES`` maps ``run_type`` to the estimator class that loads it.
 """
 
 from __future__ import annotations
@@ -12,17 +13,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from polymodal.data.schema import Schema
 from polymodal.errors import PolymodalError
+from polymodal.registry import Registry
 
 NEEDED = ("config.json", "schema.json", "weights.safetensors")
+RUN_TYPES: Registry[Any] = Registry("run type")
 
 
 def write_run(path: str | Path, config: dict[str, Any], schema: Schema, net: nn.Module, info: dict[str, Any]) -> Path:
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PolymodalError(f"cannot write a run to {str(path)!r}: it is a file; pass a folder path to --out")
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(config, indent=2))
     (path / "schema.json").write_text(schema.to_json())
@@ -32,17 +38,33 @@ def write_run(path: str | Path, config: dict[str, Any], schema: Schema, net: nn.
 
 
 def read_run(path: str | Path) -> tuple[dict[str, Any], Schema, dict[str, Any]]:
-    """``(config, schema, info)`` of a saved run; raises a clear error when files are missing."""
+    """``(config, schema, info)`` of a saved run; raises a clear error when files are missing or unreadable."""
     path = Path(path)
+    if not path.is_dir():
+        raise PolymodalError(f"{str(path)!r} is not a run folder (written by `polymodal fit --out` / `align --out`)")
     absent = [n for n in NEEDED if not (path / n).exists()]
     if absent:
         raise PolymodalError(f"{path} is not a saved polymodal run: missing {absent} (expected {list(NEEDED)})")
-    cfg = json.loads((path / "config.json").read_text())
-    schema = Schema.from_dict(json.loads((path / "schema.json").read_text()))
-    info = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        schema = Schema.from_dict(json.loads((path / "schema.json").read_text()))
+        info = json.loads((path / "report.json").read_text()) if (path / "report.json").exists() else {}
+    except (ValueError, KeyError, TypeError) as e:
+        raise PolymodalError(f"run folder {str(path)!r} has an unreadable config, schema or report: {e}") from None
+    if not isinstance(cfg, dict) or "model" not in cfg or "train" not in cfg:
+        raise PolymodalError(f"{path}/config.json has no model / train sections: not a polymodal run")
     return cfg, schema, info
 
 
+def run_type(path: str | Path) -> str:
+    """The ``run_type`` of a run folder (``"model"`` when the config does not say)."""
+    cfg, _, _ = read_run(path)
+    return str(cfg.get("run_type", "model"))
+
+
 def load_weights(path: str | Path, net: nn.Module) -> nn.Module:
-    net.load_state_dict(load_file(str(Path(path) / "weights.safetensors")))
+    try:
+        net.load_state_dict(load_file(str(Path(path) / "weights.safetensors")))
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise PolymodalError(f"cannot load {Path(path) / 'weights.safetensors'}: {e}".splitlines()[0]) from None
     return net

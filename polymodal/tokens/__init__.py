@@ -4,13 +4,20 @@ Every reducer works on a padded, masked ``Tokens`` batch, never drops or merges 
 and returns ``(Tokens, size)`` where ``size[B, N_out]`` counts the original tokens each output token stands
 for (feed it back in for the next reduction, and to ``proportional_attention_bias``).
 
-``REDUCERS`` maps a name to its primitive function (their signatures differ: merge takes ``r``, prune takes
-``scores`` and ``keep``, pool takes ``grid`` and ``factor``); the budget layer adapts them to one knob, with
-``zip`` = prune with context tokens: ``spec.py`` (``TokenBudget``, ``schedule_counts``), ``stack.py`` (``run_stack``:
-a block stack with reductions) and ``budget.py`` (``install_token_budget``: the wiring into a net).
+``REDUCERS`` (``registry.py``) maps a name to its ``TokenReducer`` class, registered in the reducer's own module
+(``merge.py``: ``merge``; ``prune.py``: ``prune`` and ``zip`` = prune with context tokens; ``pool.py``:
+``pool``); each wraps its primitive function (``.primitive``; their signatures differ: merge takes ``r``, prune
+takes ``scores`` and ``keep``, pool takes ``grid`` and ``factor``) behind one ``reduce(tokens, size, target, ...)``.
+The budget layer dispatches through it: ``spec.py`` (``TokenBudget``, ``schedule_counts``), ``stack.py``
+(``run_stack``: a block stack with reductions) and ``budget.py`` (``install_token_budget``: the wiring into a net).
+``REDUCER_NAMES`` is ``tuple(REDUCERS.names())``, read when asked (so it includes reducers registered later).
 """
 
-from polymodal.registry import Registry
+from typing import Any
+
+# Every reducer module, before anything else reads the registry: importing one registers its reducer(s).
+from polymodal.tokens import merge as _merge, pool as _pool, prune as _prune  # noqa: F401
+from polymodal.tokens.registry import REDUCERS, TokenReducer, as_reducer
 
 from polymodal.tokens.budget import install_token_budget
 from polymodal.tokens.flops import (
@@ -23,26 +30,34 @@ from polymodal.tokens.flops import (
     token_counts,
 )
 from polymodal.tokens.merge import (
+    Merge,
     bipartite_soft_matching,
     merge_source,
     merge_tokens,
     merge_wavg,
     proportional_attention_bias,
 )
-from polymodal.tokens.pool import pool_grid, pool_shape, pool_to, pooled_grid
-from polymodal.tokens.prune import prune_by_importance, query_importance, zip_tokens
-from polymodal.tokens.spec import REDUCER_NAMES, SizedTokens, TokenBudget, schedule_counts
+from polymodal.tokens.pool import Pool, pool_grid, pool_shape, pool_to, pooled_grid
+from polymodal.tokens.prune import Prune, Zip, prune_by_importance, query_importance, zip_tokens
+from polymodal.tokens.spec import SizedTokens, TokenBudget, schedule_counts
 from polymodal.tokens.stack import run_stack
 
-REDUCERS: Registry = Registry("token reducer")
-REDUCERS.register("merge")(merge_tokens)
-REDUCERS.register("prune")(prune_by_importance)
-REDUCERS.register("pool")(pool_grid)
-REDUCERS.register("zip")(zip_tokens)
+
+def __getattr__(name: str) -> Any:
+    if name == "REDUCER_NAMES":  # backward-compatible alias, derived from the registry
+        return tuple(REDUCERS.names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "REDUCERS",
     "REDUCER_NAMES",
+    "Merge",
+    "Pool",
+    "Prune",
+    "TokenReducer",
+    "Zip",
+    "as_reducer",
     "SizedTokens",
     "TokenBudget",
     "count_flops",

@@ -15,6 +15,12 @@ of each modality:
 The modules run their blocks through ``stack.py`` (``run_stack``). Budget 1.0 everywhere leaves every module on its
 original code path: an exact no-op. With ``train_budgets`` the net calls ``begin_step`` at each forward, which
 samples the step's budget in training.
+
+Capabilities are declared, not discovered: an encoder or fusion that can reduce its own tokens declares
+``supports_token_budget = True`` (``Encoder`` / ``Fusion`` declare ``False``) and receives its budget through its
+``set_token_budget`` hook; the state it reads at each forward is its declared ``token_state``. The net itself
+declares ``token_state`` and ``token_route`` (``MultimodalNet``), which ``install_token_budget`` writes and
+``begin_step`` / ``reduce_at_boundary`` read.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from polymodal.tokens.stack import Segment, StackResult, reduce_sequence, run_st
 
 
 def module_budget(module: nn.Module, name: str) -> tuple[TokenBudget, float] | None:
-    """``(spec, budget)`` for a budget-aware module's stream ``name``, or ``None`` when it runs untouched."""
-    state: BudgetState | None = getattr(module, "token_state", None)
+    """``(spec, budget)`` for a budget-aware module's stream ``name``, or ``None`` when it runs untouched.
+
+    ``module``: an ``Encoder`` or ``Fusion`` (both declare ``token_state``, set by their ``set_token_budget``)."""
+    state: BudgetState | None = module.token_state
     if state is None:
         return None
     b = state.budget(name, module.training)
@@ -49,7 +57,7 @@ def encoder_stack(
         return None
     spec, b = got
     n = x.shape[1]
-    counts = schedule_counts(n, b, len(blocks), spec.schedule, spec.reducer, grid)
+    counts = schedule_counts(n, b, len(blocks), spec.schedule, spec.token_reducer, grid)
     res = run_stack(blocks, x, mask, spec, [Segment(n, counts, grid, module.spec.name)])
     module.token_trace = res.trace
     return res
@@ -58,7 +66,9 @@ def encoder_stack(
 def install_token_budget(net: nn.Module, spec: TokenBudget | None) -> dict[str, str]:
     """Point every budget-aware part of a ``MultimodalNet`` at ``spec``; returns each modality's route.
 
-    ``spec=None`` (or a no-op spec) detaches everything: all modules run their original code.
+    ``spec=None`` (or a no-op spec) detaches everything: all modules run their original code. Encoders and the
+    fusion get their part through their ``set_token_budget`` hook (``None``: run untouched); the net's declared
+    ``token_state`` / ``token_route`` are written here (the net has no hook of its own).
     """
     names = list(net.encoders)
     if spec is not None and isinstance(spec.budget, Mapping):
@@ -66,17 +76,16 @@ def install_token_budget(net: nn.Module, spec: TokenBudget | None) -> dict[str, 
         if unknown:
             raise ValueError(f"token budget names unknown modalities {sorted(unknown)}; modalities: {names}")
     state = None if spec is None or spec.is_noop else BudgetState(spec)
-    fusion_ok = hasattr(net.fusion, "token_state")
+    fusion = net.fusion  # None in an alignment net: no fusion, every stream is reduced at the boundary
+    fusion_ok = fusion is not None and fusion.supports_token_budget
     route: dict[str, str] = {}
     for m in names:
         enc = net.encoders[m]
-        in_encoder = state is not None and spec.where == "encoder" and getattr(enc, "supports_token_budget", False)
-        if hasattr(enc, "token_state"):
-            enc.token_state = state if in_encoder else None
+        in_encoder = state is not None and spec.where == "encoder" and enc.supports_token_budget
+        enc.set_token_budget(state if in_encoder else None)
         route[m] = "encoder" if in_encoder else ("fusion" if fusion_ok else "boundary")
     if fusion_ok:
-        net.fusion.token_state = state
-        net.fusion.token_modalities = {m for m, r in route.items() if r == "fusion"}
+        fusion.set_token_budget(state, {m for m, r in route.items() if r == "fusion"})
     net.token_state = state
     net.token_route = route
     return route
@@ -84,18 +93,18 @@ def install_token_budget(net: nn.Module, spec: TokenBudget | None) -> dict[str, 
 
 def begin_step(net: nn.Module) -> None:
     """Called by the net at the start of each forward: samples the step's budget in training (``train_budgets``)."""
-    state = getattr(net, "token_state", None)
+    state = net.token_state
     if state is not None and net.training and state.spec.train_budgets:
         state.sample()
 
 
 def reduce_at_boundary(net: nn.Module, tokens: dict[str, Tokens]) -> dict[str, Tokens]:
     """Reduce the streams routed to ``"boundary"`` (no transformer could take them) before the fusion."""
-    state = getattr(net, "token_state", None)
+    state = net.token_state
     if state is None:
         return tokens
     out = dict(tokens)
-    for m, r in getattr(net, "token_route", {}).items():
+    for m, r in net.token_route.items():
         if r != "boundary":
             continue
         b = state.budget(m, net.training)
@@ -103,19 +112,11 @@ def reduce_at_boundary(net: nn.Module, tokens: dict[str, Tokens]) -> dict[str, T
             continue
         t = tokens[m]
         n = t.x.shape[1]
-        size = getattr(t, "size", None)
-        seg = Segment(n, schedule_counts(n, b, 0, "input", state.spec.reducer), None, m)
+        size = t.size if isinstance(t, SizedTokens) else None
+        seg = Segment(n, schedule_counts(n, b, 0, "input", state.spec.token_reducer), None, m)
         x, mask, size = reduce_sequence(state.spec, t.x, t.mask, size, [seg], 0, 0, t.x, None)
         out[m] = SizedTokens(x, mask, t.present, size)
     return out
 
 
-def describe(spec: TokenBudget | None) -> str:
-    if spec is None or spec.is_noop:
-        return "no token budget"
-    b = spec.budget if not isinstance(spec.budget, Mapping) else ", ".join(f"{k}={v}" for k, v in spec.budget.items())
-    extra = f", random training budgets {list(spec.train_budgets)}" if spec.train_budgets else ""
-    return f"token budget {b} ({spec.reducer}, schedule {spec.schedule}, in {spec.where}){extra}"
-
-
-__all__ = ["begin_step", "describe", "encoder_stack", "install_token_budget", "reduce_at_boundary"]
+__all__ = ["begin_step", "encoder_stack", "install_token_budget", "module_budget", "reduce_at_boundary"]

@@ -10,6 +10,7 @@ Two layers:
   tokens follow in original order; with ``distill_token`` the order is ``[unm0, dst0, unm1:, dst1:]``.
 * ``merge_tokens`` is the batch-safe polymodal API on ``Tokens`` with padding masks and ``protected`` leading
   tokens (see its docstring for how padding is handled).
+* ``Merge`` is the ``merge`` token reducer (``REDUCERS``): ``merge_tokens`` rounds down to a budget's count.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from polymodal.tokens.registry import REDUCERS, TokenReducer
 from polymodal.types import Tokens
 
 MergeFn = Callable[..., Tensor]
@@ -197,3 +199,28 @@ def proportional_attention_bias(size: Tensor, mask: Tensor | None = None) -> Ten
     if mask is not None:
         bias = bias.masked_fill(~mask, torch.finfo(bias.dtype).min)
     return bias[:, None, None, :]
+
+
+@REDUCERS.register("merge")
+class Merge(TokenReducer):
+    """ToMe: bipartite soft matching on the keys, size-weighted averages, proportional attention (default on)."""
+
+    name = "merge"
+    defaults = {"prop_attn": True}
+    primitive = staticmethod(merge_tokens)
+
+    def reduce(self, tokens, size, target, grid, metric, importance):
+        """Rounds of ``merge_tokens`` (each at most half the tokens) until ``target``; the metric rides along."""
+        d = tokens.x.shape[-1]
+        cur, m = tokens, metric
+        while cur.x.shape[1] > target:
+            k = min(cur.x.shape[1] - target, cur.x.shape[1] // 2)
+            if k == cur.x.shape[1] - target:  # last round: the metric need not be carried along
+                cur, size = merge_tokens(cur, k, metric=m, size=size)
+                break
+            joint = Tokens(torch.cat([cur.x, m.to(cur.x.dtype)], -1), cur.mask, cur.present)
+            out, size = merge_tokens(joint, k, metric=m, size=size)
+            if out.x.shape[1] == cur.x.shape[1]:
+                break  # nothing left that may merge (e.g. every candidate pair crosses real/padding)
+            cur, m = Tokens(out.x[..., :d], out.mask, out.present), out.x[..., d:]
+        return cur, size, None

@@ -2,6 +2,7 @@
 
 A grid ``(H, W)`` becomes ``(ceil(H / f), ceil(W / f))`` (ceil mode: edge cells average the patches they
 cover). The average is over *real* patches only, weighted by ``size``; a cell with no real patch is padding.
+``Pool`` is the ``pool`` token reducer (``REDUCERS``): ``pool_to`` the grid shape closest to a budget's count.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from polymodal.tokens.registry import REDUCERS, TokenReducer
 from polymodal.types import Tokens
 
 
@@ -117,3 +119,27 @@ def pool_to(
     cmask = (p @ real[..., None].to(x.dtype))[..., 0] > 0
     out = Tokens(torch.cat([x[:, :protected], cx], 1), torch.cat([mask[:, :protected], cmask], 1), tokens.present)
     return out, torch.cat([size[:, :protected], csize[..., 0].to(size.dtype)], 1)
+
+
+@REDUCERS.register("pool")
+class Pool(TokenReducer):
+    """Matryoshka / M3: average pooling of the patch grid (or of the time axis) to the budget's grid shape."""
+
+    name = "pool"
+    primitive = staticmethod(pool_grid)
+
+    def reduce(self, tokens, size, target, grid, metric, importance):
+        g = grid or (1, tokens.x.shape[1])
+        out_grid = pool_shape(g, target)
+        out, size = pool_to(tokens, g, out_grid, size=size)
+        return out, size, out_grid
+
+    def plan(self, counts, n, grid):
+        """The exact pooled-grid sizes (``pool_shape``), which can differ from the target by a few tokens."""
+        g = grid or (1, n)
+        out = []
+        for c in counts:
+            if c < g[0] * g[1]:
+                g = pool_shape(g, c)
+            out.append(g[0] * g[1])
+        return out

@@ -3,6 +3,9 @@
 Optional VisionZip "contextual" tokens: the dropped tokens are folded into ``context`` extra tokens instead of
 being thrown away. Batch-safe: each sample keeps its own top tokens; samples with fewer real tokens than
 ``keep`` are padded (``mask=False``), so the output is always ``[B, protected + keep + context, D]``.
+
+Two token reducers (``REDUCERS``): ``Prune`` (``prune``: the most important tokens) and ``Zip`` (``zip``:
+VisionZip, a share ``context`` of the kept tokens are contextual).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from polymodal.errors import ComponentError
+from polymodal.tokens.registry import REDUCERS, TokenReducer
 from polymodal.types import Tokens
 
 
@@ -110,3 +115,37 @@ def zip_tokens(
 ) -> tuple[Tokens, Tensor]:
     """VisionZip: ``keep`` dominant tokens (most attended) plus ``context`` contextual tokens absorbing the rest."""
     return prune_by_importance(tokens, scores, keep, protected=protected, context=context, metric=metric, size=size)
+
+
+@REDUCERS.register("prune")
+class Prune(TokenReducer):
+    """Keep the most attended tokens (the [CLS]/fusion token's attention, else the mean query's); drop the rest."""
+
+    name = "prune"
+    needs_importance = True
+    primitive = staticmethod(prune_by_importance)
+
+    def context_tokens(self, target: int) -> int:
+        """How many of the ``target`` output tokens are contextual (none: pure pruning)."""
+        return 0
+
+    def reduce(self, tokens, size, target, grid, metric, importance):
+        context = self.context_tokens(target)
+        out, size = prune_by_importance(tokens, importance, target - context, context=context, metric=metric, size=size)
+        return out, size, None
+
+
+@REDUCERS.register("zip")
+class Zip(Prune):
+    """VisionZip: dominant tokens plus ``context`` x budget contextual tokens that absorb the dropped ones."""
+
+    name = "zip"
+    defaults = {"prop_attn": False, "context": 0.15}  # context: VisionZip keeps 10 of 64 as contextual tokens
+    primitive = staticmethod(zip_tokens)
+
+    def check(self) -> None:
+        if not 0.0 <= self.options["context"] < 1.0:
+            raise ComponentError(f"zip's context must be in [0, 1), got {self.options['context']}")
+
+    def context_tokens(self, target: int) -> int:
+        return 0 if target < 2 else max(1, round(self.options["context"] * target))

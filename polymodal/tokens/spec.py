@@ -5,35 +5,42 @@ token count (``{"image": 0.25, "audio": 0.5}`` for per-modality budgets; an abse
 ``where`` (``"encoder"`` or ``"fusion"``) picks where the reduction happens; the routes are described in
 ``budget.py``, which installs a spec into a net. ``stack.py`` runs a block stack with the reductions.
 
-Reducers (``REDUCERS`` holds the primitives): ``merge`` (ToMe bipartite matching on the keys, size-weighted
-average, proportional attention ``log(size)`` in every later attention), ``prune`` (keep the most attended tokens),
-``zip`` (VisionZip: dominant tokens plus ``context`` x budget contextual tokens that absorb the dropped ones),
-``pool`` (Matryoshka / M3: average pooling of the patch grid, or of the time axis, to the budget).
+The reducer is a ``Component`` (name + options) resolved through ``REDUCERS`` (``registry.py``), which also
+validates its options: ``merge`` (ToMe bipartite matching on the keys, size-weighted average, proportional
+attention ``log(size)`` in every later attention), ``prune`` (keep the most attended tokens), ``zip`` (VisionZip:
+dominant tokens plus ``context`` x budget contextual tokens that absorb the dropped ones; option ``context``,
+default 0.15), ``pool`` (Matryoshka / M3: average pooling of the patch grid, or of the time axis, to the budget).
+Every reducer takes ``prop_attn`` (proportional attention; default on for merge only):
+``TokenBudget(0.5, Component("zip", {"context": 0.2}))``, ``TokenBudget(0.5, {"name": "merge", "options":
+{"prop_attn": False}})``.
 
 Schedules (per stack of L blocks; the count after each reduction point, see ``schedule_counts``): ``"first"``
 (everything in block 0, after its attention), ``"input"`` (everything before block 0, with block 0's keys as the
-merge metric and its query scores as importance: no attention runs on the full count), ``"constant"`` (the same number of tokens removed in each block, ToMe's
-constant r), ``"decreasing"`` (r proportional to L, L-1, ..., 1), or a tuple of cumulative fractions of the
-reduction done after each block (length L) or before block 0 and after each block (length L + 1).
+merge metric and its query scores as importance: no attention runs on the full count), ``"constant"`` (the same
+number of tokens removed in each block, ToMe's constant r), ``"decreasing"`` (r proportional to L, L-1, ..., 1), or
+a tuple of cumulative fractions of the reduction done after each block (length L) or before block 0 and after each
+block (length L + 1).
 
 ``BudgetState`` is the budget a net's modules read at each forward; ``train_budgets`` (M3): during training each
 step samples one budget from the list for all modalities, so one model serves any of them. ``SizedTokens`` are
-``Tokens`` that carry how many original tokens each one stands for.
+``Tokens`` that carry how many original tokens each one stands for. ``to_dict`` / ``from_dict``: the JSON form.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from polymodal.registry import Component
 from polymodal.types import Tokens
 
-from polymodal.tokens.pool import pool_shape
+from polymodal.tokens.registry import TokenReducer, as_reducer
 
-REDUCER_NAMES = ("merge", "prune", "pool", "zip")
 SCHEDULES = ("first", "input", "constant", "decreasing")
 WHERE = ("encoder", "fusion")
 
@@ -41,14 +48,16 @@ WHERE = ("encoder", "fusion")
 # ----------------------------------------------------------------------------------------------------- the spec
 @dataclass(frozen=True)
 class TokenBudget:
-    """What to reduce, how much and where. See the module docstring (and ``budget.py`` for ``where``)."""
+    """What to reduce, how much and where. See the module docstring (and ``budget.py`` for ``where``).
+
+    ``reducer`` accepts a name, a ``{"name", "options"}`` mapping or a ``Component`` and is stored as a
+    ``Component``; ``token_reducer`` is the built (validated) reducer that the budget layer calls.
+    """
 
     budget: float | Mapping[str, float] = 1.0
-    reducer: str = "merge"
+    reducer: Component | str | Mapping[str, Any] = "merge"
     schedule: str | tuple[float, ...] = "first"
     where: str = "encoder"
-    prop_attn: bool | None = None  # proportional attention; default: on for merge (ToMe), off otherwise
-    context: float = 0.15  # zip: share of the kept tokens that are contextual (VisionZip: 10 of 64)
     train_budgets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -56,8 +65,10 @@ class TokenBudget:
         for k, b in budgets.items():
             if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 < float(b) <= 1.0:
                 raise ValueError(f"token budget for {k!r} must be a number in (0, 1], got {b!r}")
-        if self.reducer not in REDUCER_NAMES:
-            raise ValueError(f"unknown token reducer {self.reducer!r}; choose one of {', '.join(REDUCER_NAMES)}")
+        reducer = Component.of(self.reducer)
+        object.__setattr__(self, "reducer", reducer)
+        # unknown name: UnknownNameError (a KeyError); bad options: ComponentError (a ValueError)
+        object.__setattr__(self, "_reducer", as_reducer(reducer))
         if isinstance(self.schedule, str):
             if self.schedule not in SCHEDULES:
                 raise ValueError(f"unknown token schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)} "
@@ -69,8 +80,6 @@ class TokenBudget:
             object.__setattr__(self, "schedule", tuple(s))
         if self.where not in WHERE:
             raise ValueError(f"where must be one of {WHERE}, got {self.where!r}")
-        if not 0.0 <= self.context < 1.0:
-            raise ValueError(f"context must be in [0, 1), got {self.context}")
         tb = tuple(float(b) for b in self.train_budgets)
         if any(not 0.0 < b <= 1.0 for b in tb):
             raise ValueError(f"train_budgets must be numbers in (0, 1], got {list(self.train_budgets)}")
@@ -80,18 +89,10 @@ class TokenBudget:
         else:
             object.__setattr__(self, "budget", float(self.budget))
 
-    @classmethod
-    def from_config(cls, cfg) -> "TokenBudget":
-        """From a ``ModelConfig`` (``token_budget``, ``reducer``, ``train_budgets``, ``token_options``)."""
-        opts = dict(getattr(cfg, "token_options", None) or {})
-        valid = {f.name for f in fields(cls)} - {"budget", "reducer", "train_budgets"}
-        unknown = set(opts) - valid
-        if unknown:
-            raise ValueError(f"unknown token_options {sorted(unknown)}; valid: {sorted(valid)}")
-        if isinstance(opts.get("schedule"), list):
-            opts["schedule"] = tuple(opts["schedule"])
-        return cls(budget=getattr(cfg, "token_budget", 1.0), reducer=getattr(cfg, "reducer", "merge"),
-                   train_budgets=tuple(getattr(cfg, "train_budgets", None) or ()), **opts)
+    @property
+    def token_reducer(self) -> TokenReducer:
+        """The reducer built from ``reducer`` (``REDUCERS``): what ``stack.reduce_segment`` calls."""
+        return self._reducer
 
     def for_modality(self, name: str) -> float:
         if isinstance(self.budget, Mapping):
@@ -100,13 +101,42 @@ class TokenBudget:
 
     @property
     def use_prop_attn(self) -> bool:
-        return self.reducer == "merge" if self.prop_attn is None else bool(self.prop_attn)
+        """Proportional attention after reductions: the reducer's ``prop_attn`` option (default: merge only)."""
+        return self._reducer.prop_attn
 
     @property
     def is_noop(self) -> bool:
         """True when nothing is ever reduced (budget 1.0 everywhere and no random training budgets)."""
         full = all(b >= 1.0 for b in self.budget.values()) if isinstance(self.budget, Mapping) else self.budget >= 1.0
         return full and not self.train_budgets
+
+    # ---------------------------------------------------------------------------------------- JSON round trip
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types: tuples become lists, the reducer ``{"name", "options"}``."""
+        return {
+            "budget": dict(self.budget) if isinstance(self.budget, Mapping) else self.budget,
+            "reducer": self.reducer.to_dict(),
+            "schedule": self.schedule if isinstance(self.schedule, str) else list(self.schedule),
+            "where": self.where,
+            "train_budgets": list(self.train_budgets),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TokenBudget":
+        """The inverse of ``to_dict`` (absent keys take their defaults; lists may stand for tuples). Unknown keys
+        raise ``ValueError`` with the valid ones; an unknown reducer ``UnknownNameError``."""
+        valid = [f.name for f in fields(cls)]
+        for k in d:
+            if k not in valid:
+                close = difflib.get_close_matches(str(k), valid, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown token budget option {k!r}.{hint} Valid: {', '.join(valid)}")
+        kw = dict(d)
+        if isinstance(kw.get("schedule"), list):
+            kw["schedule"] = tuple(kw["schedule"])
+        if "train_budgets" in kw:
+            kw["train_budgets"] = tuple(kw["train_budgets"] or ())
+        return cls(**kw)
 
 
 class BudgetState:
@@ -155,14 +185,15 @@ def schedule_counts(
     budget: float,
     layers: int,
     schedule: str | Sequence[float] = "first",
-    reducer: str = "merge",
+    reducer: TokenReducer | Component | str | Mapping[str, Any] = "merge",
     grid: tuple[int, int] | None = None,
 ) -> list[int]:
     """Token count of one stream after each reduction point: ``[before block 0, after block 0, ..., after L-1]``.
 
     The final count is ``max(1, round(budget * n))`` (``n`` when ``budget >= 1``); with ``layers == 0`` only the
-    first point exists. ``pool`` counts are the exact pooled-grid sizes (``pool_shape``), which can differ from
-    the target by a few tokens.
+    first point exists. The reducer (a name, ``Component`` or built reducer) adjusts the counts to what it really
+    produces (``TokenReducer.plan``): ``pool`` counts are the exact pooled-grid sizes (``pool_shape``), which can
+    differ from the target by a few tokens.
     """
     final = n if budget >= 1.0 else max(1, min(n, round(budget * n)))
     removed = n - final
@@ -189,15 +220,7 @@ def schedule_counts(
         else:
             raise ValueError(f"a schedule tuple needs {layers} (or {layers + 1}) entries for {layers} blocks, got {len(s)}")
     counts = [n - round(removed * f) for f in fracs]
-    if reducer == "pool":
-        g = grid or (1, n)
-        out = []
-        for c in counts:
-            if c < g[0] * g[1]:
-                g = pool_shape(g, c)
-            out.append(g[0] * g[1])
-        counts = out
-    return counts
+    return as_reducer(reducer).plan(counts, n, grid)
 
 
-__all__ = ["REDUCER_NAMES", "SCHEDULES", "BudgetState", "SizedTokens", "TokenBudget", "schedule_counts"]
+__all__ = ["SCHEDULES", "BudgetState", "SizedTokens", "TokenBudget", "schedule_counts"]

@@ -4,7 +4,7 @@
 (one modality's stream) to the counts its schedule gives (``spec.schedule_counts``): before block 0 with block 0's
 own keys / query scores, and between the attention and the MLP of a block, as ToMe does. ``reduce_sequence``
 does one reduction point over all segments (the protected prefix passes through untouched), ``reduce_segment``
-one stream with the spec's reducer.
+one stream with the spec's reducer (dispatched through ``REDUCERS``: ``spec.token_reducer.reduce``).
 
 Batch-safe: token counts are the padded counts of the batch; samples with padding keep masks (merge removes padding
 first, prune keeps real tokens first, pool averages real tokens only).
@@ -20,9 +20,7 @@ from torch import Tensor, nn
 
 from polymodal.types import Tokens
 
-from polymodal.tokens.merge import merge_tokens
-from polymodal.tokens.pool import pool_shape, pool_to
-from polymodal.tokens.prune import prune_by_importance, query_importance
+from polymodal.tokens.prune import query_importance
 from polymodal.tokens.spec import TokenBudget
 
 
@@ -56,33 +54,12 @@ def reduce_segment(
     metric: Tensor,
     importance: Tensor | None,
 ) -> tuple[Tokens, Tensor, tuple[int, int] | None]:
-    """Shrink one stream (no protected tokens inside) to ``target`` tokens with ``spec.reducer``."""
+    """Shrink one stream (no protected tokens inside) to ``target`` tokens with the spec's reducer: the entry
+    ``REDUCERS`` built for ``spec.reducer`` (``spec.token_reducer.reduce``)."""
     n = tokens.x.shape[1]
     if target >= n:
         return tokens, size, grid
-    r = spec.reducer
-    if r == "merge":
-        d = tokens.x.shape[-1]
-        cur, m = tokens, metric
-        while cur.x.shape[1] > target:
-            k = min(cur.x.shape[1] - target, cur.x.shape[1] // 2)
-            if k == cur.x.shape[1] - target:  # last round: the metric need not be carried along
-                cur, size = merge_tokens(cur, k, metric=m, size=size)
-                break
-            joint = Tokens(torch.cat([cur.x, m.to(cur.x.dtype)], -1), cur.mask, cur.present)
-            out, size = merge_tokens(joint, k, metric=m, size=size)
-            if out.x.shape[1] == cur.x.shape[1]:
-                break  # nothing left that may merge (e.g. every candidate pair crosses real/padding)
-            cur, m = Tokens(out.x[..., :d], out.mask, out.present), out.x[..., d:]
-        return cur, size, None
-    if r == "pool":
-        g = grid or (1, n)
-        out_grid = pool_shape(g, target)
-        out, size = pool_to(tokens, g, out_grid, size=size)
-        return out, size, out_grid
-    context = 0 if r == "prune" or target < 2 else max(1, round(spec.context * target))
-    out, size = prune_by_importance(tokens, importance, target - context, context=context, metric=metric, size=size)
-    return out, size, None
+    return spec.token_reducer.reduce(tokens, size, target, grid, metric, importance)
 
 
 def reduce_sequence(
@@ -110,7 +87,7 @@ def reduce_sequence(
         sl = slice(start, start + seg.n)
         start += seg.n
         tok = Tokens(x[:, sl], mask[:, sl], dummy)
-        imp = _importance(scores, x, mask, sl) if spec.reducer in ("prune", "zip") else None
+        imp = _importance(scores, x, mask, sl) if spec.token_reducer.needs_importance else None
         out, s, seg.grid = reduce_segment(spec, tok, size[:, sl], seg.counts[point], seg.grid, metric[:, sl], imp)
         seg.n = out.x.shape[1]
         xs.append(out.x)
@@ -144,7 +121,7 @@ def run_stack(
     A block with nothing to reduce and no sizes to weigh runs its plain ``forward``.
     """
     prop = spec.use_prop_attn
-    importance = ("cls" if cls else "mean") if spec.reducer in ("prune", "zip") else None
+    importance = ("cls" if cls else "mean") if spec.token_reducer.needs_importance else None
     if any(s.counts[0] < s.n for s in segments):  # before block 0: block 0's own keys / query scores
         if len(blocks):
             metric, scores = blocks[0].input_scores(x, mask, size if prop else None, importance)

@@ -27,17 +27,25 @@ def train_net(
     train_cfg: TrainConfig,
     ckpt_dir: Path | None = None,
     callbacks: list[L.Callback] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``net`` in place; returns the history and the best validation score.
 
-    Without a validation set, trains for ``epochs`` and keeps the last weights.
+    Early stopping on validation accuracy (classification), the task's validation loss (regression) or the
+    alignment objective (alignment nets). Without a validation set, trains for ``epochs`` and keeps the last
+    weights.
     """
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     lit = LitMultimodal(net, model_cfg, train_cfg)
-    monitor, mode = ("val_acc", "max") if net.schema.task == "classify" else ("val_loss", "min")
+    monitor, mode = ("val_acc", "max") if net.has_task and net.schema.task == "classify" else ("val_loss", "min")
+    # a final batch with fewer than 2 complete rows contributes a zero alignment loss (no negatives to contrast)
     train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
-    val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
-    return run_trainer(lit, net, train_loader, val_loader, train_cfg, monitor, mode, ckpt_dir, callbacks)
+    if net.has_task:
+        val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
+    else:  # contrastive validation in batches as large as training ones: the loss compares across epochs and runs
+        has_val = val_ds is not None and len(val_ds) >= 2
+        val_loader = make_loader(val_ds, train_cfg.batch_size, shuffle=False) if has_val else None
+    return run_trainer(lit, net, train_loader, val_loader, train_cfg, monitor, mode, ckpt_dir, callbacks, progress)
 
 
 def run_trainer(
@@ -50,6 +58,7 @@ def run_trainer(
     mode: str,
     ckpt_dir: Path | None = None,
     callbacks: list[L.Callback] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """The one Lightning run behind ``fit`` and ``align``: early stopping on ``monitor`` and the best weights
     restored into ``net`` when there is a validation loader (else ``epochs`` epochs and the last weights), our
@@ -58,7 +67,7 @@ def run_trainer(
     callbacks = list(callbacks or [])
     if val_loader is not None:
         callbacks += [best, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.patience)]
-    if train_cfg.progress:
+    if progress:
         callbacks.append(EpochProgress())
     with _quiet_lightning():
         trainer = L.Trainer(

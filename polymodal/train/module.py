@@ -56,19 +56,28 @@ def training_loss(out: NetOutput, batch: Batch, task: str, aux_weight: float) ->
 
 
 class LitMultimodal(L.LightningModule):
+    """One Lightning module for every net: task + auxiliary (+ alignment) losses, or the alignment objective alone
+    for an alignment net (no fusion, no task head)."""
+
     def __init__(self, net: MultimodalNet, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         super().__init__()
         self.net, self.model_cfg, self.train_cfg = net, model_cfg, train_cfg
         self.task = net.schema.task
-        self._val_sums: dict[str, float] = {}
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        out = self.net(batch, modality_dropout=self.model_cfg.modality_dropout)
-        loss, _ = training_loss(out, batch, self.task, self.model_cfg.aux_weight)
+        if not self.net.has_task:
+            loss = self.net(batch).align_loss
+        else:
+            out = self.net(batch, modality_dropout=self.model_cfg.modality_dropout)
+            loss, _ = training_loss(out, batch, self.task, self.model_cfg.aux_weight)
         self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if not self.net.has_task:
+            self.log("val_loss", self.net(batch, align_loss=True).align_loss, on_step=False, on_epoch=True,
+                     batch_size=len(batch))
+            return
         out = self.net(batch)
         loss = task_loss(out.logits, batch.target, self.task)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
@@ -84,13 +93,16 @@ class LitMultimodal(L.LightningModule):
 def build_optimizer(net: torch.nn.Module, cfg: TrainConfig, total_steps: int):
     """AdamW (no weight decay on biases, norms and embeddings), warm-up then cosine learning-rate schedule.
 
-    Modules with ``lr_scaled_parameters()`` (an unfrozen pretrained backbone, option ``lr_scale``) get their
-    parameters in extra groups at ``lr * scale``.
+    Encoders declare ``lr_scaled_parameters()`` (none by default; an unfrozen pretrained backbone, option
+    ``lr_scale``): those parameters go in extra groups at ``lr * scale``.
     """
+    from polymodal.encoders.base import Encoder
+
     scale: dict[int, float] = {}
     for module in net.modules():
-        for p, s in getattr(module, "lr_scaled_parameters", list)():
-            scale[id(p)] = float(s)
+        if isinstance(module, Encoder):
+            for p, s in module.lr_scaled_parameters():
+                scale[id(p)] = float(s)
     decay, no_decay = [], []
     scaled: dict[tuple[bool, float], list] = {}
     for name, p in net.named_parameters():

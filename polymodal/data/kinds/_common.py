@@ -48,7 +48,7 @@ def rows_and_values(frame: pd.DataFrame, column: str) -> Iterator[tuple[int, Any
 
 def track(items: Iterable[T], total: int, description: str, ctx: DecodeContext | None = None) -> Iterable[T]:
     """A Rich progress bar over rows, shown only for long tables and when progress is enabled."""
-    enabled = total >= PROGRESS_MIN_ROWS and progress_enabled.get() and getattr(ctx, "progress", True)
+    enabled = total >= PROGRESS_MIN_ROWS and progress_enabled.get()
     if not enabled:
         return items
     from rich.console import Console

@@ -30,7 +30,7 @@ from polymodal.data.kinds._common import (
     track,
 )
 from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
-from polymodal.data.kinds.image import MAX_DEFAULT_SIDE, WIDE_MODES, _cap_size, _check_size, _open_cell, _resize_float
+from polymodal.data.kinds.image import MAX_DEFAULT_SIDE, WIDE_MODES, cap_size, check_size, open_cell, resize_float
 
 
 def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
@@ -55,7 +55,7 @@ def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
             raise CellError(f"cannot read the .npy bytes: {e}") from e
         arr = to_numeric_array(arr, "depth map")
     else:
-        obj, file = _open_cell(v, ctx, load=True)
+        obj, file = open_cell(v, ctx, load=True)
         if isinstance(obj, np.ndarray):
             arr = obj
         else:
@@ -99,12 +99,12 @@ class DepthProcessor(Processor):
             except CellError:
                 continue  # reported when the column is decoded
         if "size" not in opts:
-            opts["size"] = _cap_size(*most_common([m.shape for m in maps])) if maps else [MAX_DEFAULT_SIDE] * 2
-        h, w = _check_size(spec)
+            opts["size"] = cap_size(*most_common([m.shape for m in maps])) if maps else [MAX_DEFAULT_SIDE] * 2
+        h, w = check_size(spec)
         if "mean" not in opts or "std" not in opts:
             total, total_sq, count = 0.0, 0.0, 0
             for m in maps:
-                m = _resize_float(m, h, w).astype(np.float64)
+                m = resize_float(m, h, w).astype(np.float64)
                 total += float(m.sum())
                 total_sq += float((m * m).sum())
                 count += m.size
@@ -116,7 +116,7 @@ class DepthProcessor(Processor):
     def decode(
         self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        h, w = _check_size(spec)
+        h, w = check_size(spec)
         mean = np.float32(spec.options.get("mean", 0.0))
         inv_std = np.float32(1.0 / std_floor(float(spec.options.get("std", 1.0))))
         n, col = len(frame), spec.column
@@ -129,7 +129,7 @@ class DepthProcessor(Processor):
                 continue
             try:
                 a, _file = _depth_map(v, ctx)
-                a = _resize_float(a, h, w)
+                a = resize_float(a, h, w)
             except CellError as e:
                 fail(ctx, row, col, e)
                 continue

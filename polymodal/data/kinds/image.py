@@ -45,7 +45,7 @@ _FILE_HINT_KINDS = "a file path, encoded image bytes, or a pixel array (H x W or
 
 
 # --------------------------------------------------------------------------------------------------- opening
-def _open_cell(v: Any, ctx: DecodeContext, *, load: bool) -> tuple[Image.Image | np.ndarray, str | None]:
+def open_cell(v: Any, ctx: DecodeContext, *, load: bool) -> tuple[Image.Image | np.ndarray, str | None]:
     """A cell as a PIL image (paths, bytes) or a numpy array (array cells); also the file name for errors.
 
     With ``load=False`` only the header is read (size and mode), which is what ``fit`` needs.
@@ -148,7 +148,7 @@ def _uint8_to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
-def _resize_float(a: np.ndarray, h: int, w: int) -> np.ndarray:
+def resize_float(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bilinear resize of an H x W float32 map (PIL mode F)."""
     if a.shape == (h, w):
         return a
@@ -180,7 +180,7 @@ def _pil_to_chw(im: Image.Image, channels: int, h: int, w: int) -> np.ndarray:
             a *= 1.0 / 65535.0
         check_finite(a, "image")
         a = np.clip(a, 0.0, 1.0)
-        a = _resize_float(a, h, w)
+        a = resize_float(a, h, w)
         return _float_channels(a, channels)
     target = "L" if channels == 1 else "RGB"
     if im.mode != target:
@@ -197,7 +197,7 @@ def _pil_to_chw(im: Image.Image, channels: int, h: int, w: int) -> np.ndarray:
     return a.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-def _cap_size(h: int, w: int, cap: int = MAX_DEFAULT_SIDE) -> list[int]:
+def cap_size(h: int, w: int, cap: int = MAX_DEFAULT_SIDE) -> list[int]:
     side = max(h, w)
     if side <= cap:
         return [int(h), int(w)]
@@ -205,7 +205,7 @@ def _cap_size(h: int, w: int, cap: int = MAX_DEFAULT_SIDE) -> list[int]:
     return [max(1, round(h * s)), max(1, round(w * s))]
 
 
-def _check_size(spec: ModalitySpec) -> tuple[int, int]:
+def check_size(spec: ModalitySpec) -> tuple[int, int]:
     size = spec.options.get("size")
     if isinstance(size, int):
         size = [size, size]
@@ -235,7 +235,7 @@ class ImageProcessor(Processor):
         gray: list[bool] = []
         for _row, v in sample_cells(frame, spec.column):
             try:
-                im, _ = _open_cell(v, ctx, load=False)  # header only: size and mode
+                im, _ = open_cell(v, ctx, load=False)  # header only: size and mode
             except CellError:
                 continue  # reported when the column is decoded
             if isinstance(im, np.ndarray):
@@ -251,14 +251,14 @@ class ImageProcessor(Processor):
                 if im is not v:
                     im.close()
         if "size" not in opts:
-            opts["size"] = _cap_size(*most_common(sizes)) if sizes else [MAX_DEFAULT_SIDE, MAX_DEFAULT_SIDE]
+            opts["size"] = cap_size(*most_common(sizes)) if sizes else [MAX_DEFAULT_SIDE, MAX_DEFAULT_SIDE]
         if "channels" not in opts:
             opts["channels"] = 1 if gray and all(gray) else 3
 
     def decode(
         self, spec: ModalitySpec, frame: pd.DataFrame, ctx: DecodeContext
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        h, w = _check_size(spec)
+        h, w = check_size(spec)
         channels = int(spec.options.get("channels", 3))
         if channels not in (1, 3):
             from polymodal.errors import SchemaError
@@ -273,14 +273,14 @@ class ImageProcessor(Processor):
                 n_missing += 1
                 continue
             try:
-                im, file = _open_cell(v, ctx, load=True)
+                im, file = open_cell(v, ctx, load=True)
                 try:
                     if isinstance(im, np.ndarray):
                         im = _image_array_to_float(im)
                     if isinstance(im, np.ndarray):
                         a = _float_channels(im, channels)
                         if a.shape[1:] != (h, w):
-                            a = np.stack([_resize_float(ch, h, w) for ch in a])
+                            a = np.stack([resize_float(ch, h, w) for ch in a])
                     else:
                         a = _pil_to_chw(im, channels, h, w)
                 except CellError as e:

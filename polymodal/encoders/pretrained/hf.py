@@ -1,7 +1,7 @@
 """Loading Hugging Face checkpoints (pip extra ``pretrained``): the helpers the ``hf_*`` encoders share.
 
 ``load_hf`` loads a model with ``AutoModel`` from a local folder (a hub id only with ``allow_hub=True``) with the
-library's load report kept quiet (``_quiet``); ``_identity`` is a checkpoint's cache identity; the config helpers
+library's load report kept quiet (``quiet``); ``identity`` is a checkpoint's cache identity; the config helpers
 read a checkpoint's ``config.json`` / ``preprocessor_config.json`` (some without importing transformers).
 
 The encoders live in ``hf_text.py`` (``hf_text``, ``sentence_transformer``, ``minilm``), ``hf_vision.py``
@@ -28,7 +28,7 @@ def transformers_module(what: str):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """transformers prints a load report for every tower taken out of a bigger checkpoint; keep it quiet."""
     tf = transformers_module("a Hugging Face encoder")
     log = tf.utils.logging
@@ -44,7 +44,7 @@ def _quiet():
 
 
 def load_hf(source: str, *, allow_hub: bool, what: str) -> nn.Module:
-    with _quiet() as tf:
+    with quiet() as tf:
         try:
             model = tf.AutoModel.from_pretrained(source, local_files_only=not allow_hub)
         except OSError as e:
@@ -52,14 +52,14 @@ def load_hf(source: str, *, allow_hub: bool, what: str) -> nn.Module:
     return model.eval()
 
 
-def _identity(source: str, allow_hub: bool) -> str:
+def identity(source: str, allow_hub: bool) -> str:
     p = Path(source)
     if p.exists():
         return fingerprint(p)
     return f"hub:{source}"  # only with allow_hub=True; the hub revision is not pinned
 
 
-def _max_positions(config: Any) -> int | None:
+def max_positions(config: Any) -> int | None:
     for name in ("max_position_embeddings", "max_source_positions", "max_length"):
         v = getattr(config, name, None)
         if isinstance(v, int) and v > 0:
@@ -67,27 +67,27 @@ def _max_positions(config: Any) -> int | None:
     return None
 
 
-def _local_source(options: dict[str, Any]) -> str | None:
+def local_source(options: dict[str, Any]) -> str | None:
     path = options.get("path")
     return str(Path(path).expanduser().resolve()) if path and Path(path).expanduser().exists() else None
 
 
-def _text_config(config: Any) -> Any:
+def text_config(config: Any) -> Any:
     return getattr(config, "text_config", None) or config
 
 
-def _vision_config(config: Any) -> Any:
+def vision_config(config: Any) -> Any:
     return getattr(config, "vision_config", None) or config
 
 
-def _load_json(path: Path) -> dict:
+def load_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
-class _Cfg:
+class HFConfig:
     """Attribute access over a config.json dict (to read sizes without importing transformers)."""
 
     def __init__(self, d: dict) -> None:

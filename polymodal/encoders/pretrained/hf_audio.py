@@ -16,7 +16,7 @@ from polymodal.data.schema import ModalitySpec
 from polymodal.errors import PolymodalError
 from polymodal.encoders.base import ENCODERS
 from polymodal.encoders.pretrained.base import PretrainedEncoder, resolve_source
-from polymodal.encoders.pretrained.hf import _identity, _load_json, _local_source, _quiet, load_hf
+from polymodal.encoders.pretrained.hf import identity, load_json, local_source, quiet, load_hf
 
 
 @ENCODERS.register("hf_audio")
@@ -28,7 +28,7 @@ class HFAudio(PretrainedEncoder):
 
     @classmethod
     def source_path(cls, **options: Any) -> str | None:
-        return _local_source(options)
+        return local_source(options)
 
     def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
                  **options: Any) -> None:
@@ -36,7 +36,7 @@ class HFAudio(PretrainedEncoder):
         source = resolve_source(path, allow_hub=allow_hub, what="hf_audio")
         model = load_hf(source, allow_hub=allow_hub, what="hf_audio")
         self.model_type = str(model.config.model_type)
-        with _quiet() as tf:
+        with quiet() as tf:
             if self.model_type == "whisper":
                 self.backbone = model.get_encoder()
                 self.extractor = _extractor(tf.WhisperFeatureExtractor, source, feature_size=model.config.num_mel_bins)
@@ -59,13 +59,13 @@ class HFAudio(PretrainedEncoder):
             )
         self.feature_dim = int(model.config.hidden_size if self.model_type != "whisper" else model.config.d_model)
         self.source = source
-        self.identity = _identity(source, allow_hub)
+        self.identity = identity(source, allow_hub)
         self._finish()
 
     @classmethod
     def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         source = resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what="hf_audio")
-        rate = _load_json(Path(source) / "preprocessor_config.json").get("sampling_rate", 16000)
+        rate = load_json(Path(source) / "preprocessor_config.json").get("sampling_rate", 16000)
         return {"sample_rate": int(rate)}
 
     def extract(self, inputs: dict[str, Tensor]) -> Tensor:

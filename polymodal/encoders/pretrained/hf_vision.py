@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from polymodal.data.schema import ModalitySpec
 from polymodal.encoders.base import ENCODERS
 from polymodal.encoders.pretrained.base import PretrainedEncoder, resolve_source
-from polymodal.encoders.pretrained.hf import _identity, _load_json, _local_source, _vision_config, load_hf
+from polymodal.encoders.pretrained.hf import identity, load_json, local_source, vision_config, load_hf
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 HALF = [0.5, 0.5, 0.5]
@@ -23,7 +23,7 @@ HALF = [0.5, 0.5, 0.5]
 
 def image_stats(source: str, model_type: str) -> tuple[list[float], list[float]]:
     """Normalisation of a vision checkpoint: its preprocessor_config.json, else the family's convention."""
-    pre = _load_json(Path(source) / "preprocessor_config.json")
+    pre = load_json(Path(source) / "preprocessor_config.json")
     if pre.get("image_mean") and pre.get("image_std"):
         return list(pre["image_mean"]), list(pre["image_std"])
     return (CLIP_MEAN, CLIP_STD) if model_type.startswith("clip") else (HALF, HALF)
@@ -38,7 +38,7 @@ class HFVision(PretrainedEncoder):
 
     @classmethod
     def source_path(cls, **options: Any) -> str | None:
-        return _local_source(options)
+        return local_source(options)
 
     def __init__(self, spec: ModalitySpec, dim: int, *, path: str | None = None, allow_hub: bool = False,
                  mean: list[float] | None = None, std: list[float] | None = None, **options: Any) -> None:
@@ -48,7 +48,7 @@ class HFVision(PretrainedEncoder):
         tower = getattr(model, "vision_model", None) or model
         projection = getattr(model, "visual_projection", None)
         self.backbone = nn.ModuleDict({"tower": tower, "projection": projection or nn.Identity()})
-        cfg = _vision_config(model.config)
+        cfg = vision_config(model.config)
         model_type = str(getattr(model.config, "model_type", ""))
         if self.pool is None:
             self.pool = "pooler" if model_type.startswith(("clip", "siglip")) else "cls"
@@ -59,13 +59,13 @@ class HFVision(PretrainedEncoder):
         self.register_buffer("mean", torch.tensor(mean or m).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std or s).view(1, -1, 1, 1), persistent=False)
         self.source = source
-        self.identity = _identity(source, allow_hub) + f":{self.mean.flatten().tolist()}{self.std.flatten().tolist()}"
+        self.identity = identity(source, allow_hub) + f":{self.mean.flatten().tolist()}{self.std.flatten().tolist()}"
         self._finish()
 
     @classmethod
     def processor_options(cls, spec: ModalitySpec, **options: Any) -> dict[str, Any]:
         source = resolve_source(options.get("path"), allow_hub=bool(options.get("allow_hub")), what="hf_vision")
-        d = _load_json(Path(source) / "config.json")
+        d = load_json(Path(source) / "config.json")
         v = d.get("vision_config") or d
         size = v.get("image_size", 224)
         size = [size, size] if isinstance(size, int) else list(size)

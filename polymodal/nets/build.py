@@ -1,0 +1,38 @@
+"""Which encoder each modality gets: ``ModelConfig.encoders`` by modality name, else by kind, else the kind's own."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from polymodal.config.io import unknown_message
+from polymodal.config.model import ConfigError, ModelConfig
+from polymodal.data.schema import Schema
+from polymodal.encoders.base import DEFAULT_ENCODER, ENCODERS, apply_preprocessing
+from polymodal.registry import Component
+
+
+def encoder_components(schema: Schema, cfg: ModelConfig) -> dict[str, Component]:
+    """modality -> encoder ``Component``. A key of ``cfg.encoders`` must name a modality or a kind."""
+    kinds = {s.kind for s in schema}
+    for key in cfg.encoders:
+        if key not in schema.names and key not in kinds:
+            raise ConfigError(unknown_message("modality (or kind) in encoders", key, [*schema.names, *sorted(kinds)]))
+    out = {}
+    for s in schema:
+        comp = cfg.encoders.get(s.name) or cfg.encoders.get(s.kind) or Component(DEFAULT_ENCODER[s.kind])
+        if comp.name not in ENCODERS:
+            ENCODERS.get(comp.name)  # raises UnknownNameError with the valid names
+        out[s.name] = comp
+    return out
+
+
+def build_encoders(schema: Schema, cfg: ModelConfig) -> nn.ModuleDict:
+    comps = encoder_components(schema, cfg)
+    return nn.ModuleDict({s.name: ENCODERS.build(comps[s.name].name, s, cfg.dim, **comps[s.name].options) for s in schema})
+
+
+def prepare_schema(schema: Schema, cfg: ModelConfig) -> None:
+    """Store in each modality's options what its encoder needs from decoding (a pretrained tokenizer, an image
+    size, a sampling rate), before the schema is fitted, so a reloaded run decodes the same way."""
+    comps = encoder_components(schema, cfg)
+    apply_preprocessing(schema, {m: c.name for m, c in comps.items()}, {m: dict(c.options) for m, c in comps.items()})

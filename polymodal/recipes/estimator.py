@@ -1,0 +1,106 @@
+"""``Estimator``: what every trained recipe is — a schema (how to read a table), configs, a net, a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+import pandas as pd
+
+from polymodal import __version__
+from polymodal.config.io import build, dump, flatten_sections
+from polymodal.config.model import ConfigError, ModelConfig, TrainConfig
+from polymodal.data.decode import Decoded, decode
+from polymodal.data.schema import Schema
+from polymodal.errors import PolymodalError, SchemaError
+from polymodal.evaluate.scoring import embeddings
+from polymodal.nets.multimodal import MultimodalNet
+from polymodal.recipes.embed import embedding_frame, present_names, values_frame
+from polymodal.recipes.runs import load_weights, write_run
+
+
+class Estimator:
+    """Base of ``Model`` and ``AlignedModel``: save / load in one run-folder format, embeddings, decoding."""
+
+    run_type: ClassVar[str] = ""
+
+    def __init__(self, schema: Schema, cfg: ModelConfig, train_cfg: TrainConfig, net: MultimodalNet,
+                 info: dict | None = None) -> None:
+        self.schema, self.cfg, self.train_cfg, self.net = schema, cfg, train_cfg, net
+        self.info: dict[str, Any] = info or {}
+        self.net.eval()
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.schema.names
+
+    def _describe(self) -> str:
+        return ", ".join(f"{s.name}:{s.kind}" for s in self.schema)
+
+    # ------------------------------------------------------------------ data
+    def decode(self, data: Any, *, on_error: str = "raise", labels: str = "auto", names=None, progress: bool = True,
+               base_dir=None) -> Decoded:
+        """The table decoded with this run's fitted schema (``data.decode.decode``)."""
+        return decode(self.schema, data, on_error=on_error, labels=labels, names=names, progress=progress,
+                      base_dir=base_dir)
+
+    # ------------------------------------------------------------------ shared space
+    def embed_arrays(self, data: Any, *, on_error: str = "raise", names=None, base_dir=None, progress: bool = False):
+        """(frame, {modality|fused: [N, E]}, {modality|fused: present[N]}, decode report) for the modalities whose
+        columns the table has (a text-only table embeds with an image+text model)."""
+        from polymodal.data.table import read_table
+
+        table = read_table(data)
+        names = present_names(self.schema, table.frame, names)
+        frame, ds, report = self.decode(table, on_error=on_error, labels="ignore", names=names, progress=progress,
+                                        base_dir=base_dir)
+        emb, present = embeddings(self.net, ds, names)
+        return frame, emb, present, report
+
+    def embed(self, data: Any, *, on_error: str = "raise") -> pd.DataFrame:
+        """``emb_<modality>`` (shared space, L2-normalised; None where absent) and ``emb_fused`` per row, indexed
+        like the input; needs a shared space (``align`` runs, or ``fit(..., align="clip")``). Modalities whose
+        columns the table lacks are skipped."""
+        frame, emb, present, report = self.embed_arrays(data, on_error=on_error)
+        out = embedding_frame(emb, present, frame.index)
+        out.attrs["decode_report"] = report.to_dict()
+        return out
+
+    def encode(self, modality: str, values: Sequence[Any]) -> np.ndarray:
+        """Embed raw values of one modality: texts, image paths / bytes / arrays, audio paths, ... -> ``[n, E]``."""
+        _, ds, _ = self.decode(values_frame(self.schema, modality, values), labels="ignore", names=[modality],
+                               progress=False)
+        missing = np.flatnonzero(~ds.present[modality].numpy())
+        if len(missing):
+            raise SchemaError(f"value #{int(missing[0])} for modality {modality!r} is empty: {values[int(missing[0])]!r}")
+        emb, _ = embeddings(self.net, ds, [modality])
+        return emb[modality]
+
+    # ------------------------------------------------------------------ zero-shot
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        cfg = dump(self.cfg, self.train_cfg, run_type=self.run_type, polymodal_version=__version__)
+        return write_run(path, cfg, self.schema, self.net, self.info)
+
+    @classmethod
+    def from_run(cls, path: str | Path, cfg: dict[str, Any], schema: Schema, info: dict[str, Any]) -> "Estimator":
+        if cfg.get("run_type", "model") != cls.run_type:
+            raise PolymodalError(f"{path} holds a {cfg.get('run_type', 'model')!r} run, not a {cls.run_type!r} "
+                                 "run; load it with pm.load")
+        try:
+            model_cfg, train_cfg = build(flatten_sections(cfg))
+        except ConfigError as e:
+            raise PolymodalError(f"{path}/config.json: {e} (saved by polymodal "
+                                 f"{cfg.get('polymodal_version', '?')}; this is {__version__})") from None
+        net = load_weights(path, MultimodalNet(schema, model_cfg))
+        return cls(schema, model_cfg, train_cfg, net, info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Estimator":
+        from polymodal.recipes.runs import read_run
+
+        return cls.from_run(path, *read_run(path))
