@@ -9,6 +9,7 @@ flat keyword shorthands, ``--set`` overrides); ``config/presets/`` holds the nam
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +50,9 @@ class AlignSpec:
         if self.uniformity_weight < 0 or self.weight < 0:
             raise ConfigError(f"align weights must be >= 0, got weight={self.weight}, "
                               f"uniformity_weight={self.uniformity_weight}")
-        names = [n for n in OBJECTIVES.names() if n != "uniformity_alignment"]
-        if self.objective.name not in names:
-            raise ConfigError(f"unknown alignment objective {self.objective.name!r}; choose one of {names}")
+        if self.objective.name == "uniformity_alignment":  # a regulariser: uniformity_weight, not an objective
+            raise ConfigError("uniformity_alignment is a regulariser: set align.uniformity_weight instead")
+        check_options("objective", OBJECTIVES.get(self.objective.name), self.objective)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ModelConfig:
             raise ConfigError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if self.fusion is None and self.align is None:
             raise ConfigError("a net without a fusion is an alignment net: give it an align objective (align='clip')")
+        check_names(self)
         if self.align is not None:
             self.align.validate()
 
@@ -122,6 +124,38 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
+
+
+def check_names(cfg: ModelConfig) -> None:
+    """Every component names a registered part (before any table is read: a typo fails in milliseconds)."""
+    from polymodal import encoders as _encoders  # noqa: F401  (registers the built-in encoders)
+    from polymodal import fusion as _fusion  # noqa: F401  (registers the built-in fusions)
+    from polymodal.encoders.base import ENCODERS
+    from polymodal.fusion.base import FUSIONS
+    from polymodal.heads.task import HEADS
+
+    if cfg.fusion is not None:
+        check_options("fusion", FUSIONS.get(cfg.fusion.name), cfg.fusion, ("names", "dim"))
+    if cfg.head is not None:
+        check_options("head", HEADS.get(cfg.head.name), cfg.head, ("dim", "n_out"))
+    for comp in cfg.encoders.values():
+        check_options("encoder", ENCODERS.get(comp.name), comp, ("spec", "dim"))
+
+
+def check_options(kind: str, factory: Any, comp: Component, positional: tuple[str, ...] = ()) -> None:
+    """The component's options are keyword arguments its factory accepts (factories that take ``**options``
+    check their own)."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if n not in positional and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in comp.options:
+        if key not in valid:
+            from polymodal.config.io import unknown_message
+
+            msg = unknown_message(f"{kind} {comp.name!r} option", key, valid) if valid else \
+                f"{kind} {comp.name!r} takes no options, got {key!r}"
+            raise ConfigError(msg)
 
 
 ON_ERROR = ("raise", "missing")

@@ -20,9 +20,10 @@ class TransformerFusion(Fusion):
     token is real instead, so the model knows what is absent without seeing placeholder values.
 
     Token budgets (``tokens/budget.py``, ``tokens/stack.py``): the streams routed to the fusion
-    (``token_modalities``, given with the state by ``set_token_budget``) are reduced in its blocks, each modality on its own schedule; the fusion token and the
-    missing tokens are protected, and pruning follows the fusion token's attention. Tokens that arrive with
-    ``size`` (merged or pooled in an encoder) get proportional attention when the budget asks for it.
+    (``token_modalities``, given with the state by ``set_token_budget``) are reduced in its blocks, each modality
+    on its own schedule; the fusion token and the missing tokens are protected, and pruning follows the fusion
+    token's attention. Tokens that arrive with ``size`` (merged or pooled in an encoder) get proportional attention
+    when the budget asks for it.
     """
 
     supports_token_budget = True

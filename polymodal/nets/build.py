@@ -16,7 +16,7 @@ def encoder_components(schema: Schema, cfg: ModelConfig) -> dict[str, Component]
     kinds = {s.kind for s in schema}
     for key in cfg.encoders:
         if key not in schema.names and key not in kinds:
-            raise ConfigError(unknown_message("modality (or kind) in encoders", key, [*schema.names, *sorted(kinds)]))
+            raise ConfigError(unknown_message("modality (or kind) in encoders", key, sorted({*schema.names, *kinds})))
     out = {}
     for s in schema:
         comp = cfg.encoders.get(s.name) or cfg.encoders.get(s.kind) or Component(DEFAULT_ENCODER[s.kind])

@@ -12,6 +12,7 @@ from typing import Any
 from polymodal.config.model import AlignSpec, check_on_error
 from polymodal.config.presets import resolve
 from polymodal.recipes.aligned import AlignedModel
+from polymodal.recipes.runs import check_out
 from polymodal.recipes.steps import hold_out, prepare, seed_all, train_run
 
 # what makes an alignment run: no fusion and no task head; larger contrastive batches, less patience
@@ -54,6 +55,7 @@ def align(
         from polymodal.config.model import ConfigError
 
         raise ConfigError("align trains encoders and projections only: leave fusion unset (it is for pm.fit)")
+    check_out(out)
     seed_all(train_cfg.seed)
     prep = prepare(train, label, cfg, supervised=False, kinds=kinds, groups=groups, use=use, ignore=ignore,
                    on_error=on_error, progress=progress)

@@ -14,6 +14,7 @@ from typing import Any
 from polymodal.config.model import check_on_error
 from polymodal.config.presets import resolve
 from polymodal.recipes.model import Model
+from polymodal.recipes.runs import check_out
 from polymodal.recipes.steps import hold_out, prepare, seed_all, train_run
 
 
@@ -54,6 +55,7 @@ def fit(
         from polymodal.config.model import ConfigError
 
         raise ConfigError("fit trains a fusion and a task head: fusion=None is for pm.align")
+    check_out(out)
     seed_all(train_cfg.seed)
     prep = prepare(train, label, cfg, supervised=True, kinds=kinds, groups=groups, use=use, ignore=ignore, task=task,
                    on_error=on_error, progress=progress)

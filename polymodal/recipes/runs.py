@@ -10,6 +10,7 @@ and no code from the folder runs. ``RUN_TYPES`` maps ``run_type`` to the estimat
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,18 @@ from polymodal.registry import Registry
 
 NEEDED = ("config.json", "schema.json", "weights.safetensors")
 RUN_TYPES: Registry[Any] = Registry("run type")
+
+
+def check_out(path: str | Path | None) -> None:
+    """Refuse an output path that cannot hold a run folder, before any decoding or training."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise PolymodalError(f"cannot write a run to {str(p)!r}: it is a file; pass a folder path to --out / out=")
+    parent = next((a for a in (p, *p.parents) if a.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise PolymodalError(f"cannot write a run under {str(parent)!r}: the folder is not writable")
 
 
 def write_run(path: str | Path, config: dict[str, Any], schema: Schema, net: nn.Module, info: dict[str, Any]) -> Path:

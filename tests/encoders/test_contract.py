@@ -288,3 +288,35 @@ def test_tabular_with_one_feature_type(name, only):
     assert torch.isfinite(out.x).all() and out.mask[PRESENT].any(1).all()
     out.pooled().sum().backward()
     assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+
+
+# ------------------------------------------------------------------------------------- declared capabilities
+@pytest.mark.parametrize("name,kind", cases())
+def test_declared_capabilities_hold(name, kind):
+    """Capabilities are declared on the class (``Encoder`` declares the defaults); an encoder that declares
+    ``supports_token_budget`` really reduces its tokens under a budget, with every registered reducer."""
+    from polymodal.encoders import Encoder
+    from polymodal.tokens import REDUCERS, TokenBudget
+    from polymodal.tokens.spec import BudgetState
+
+    enc = build(name, kind).eval()
+    assert isinstance(enc, Encoder) and isinstance(enc.supports_token_budget, bool)
+    assert enc.lr_scaled_parameters() == []  # built-in encoders train every parameter at the base rate
+    assert enc.token_state is None
+    if not enc.supports_token_budget:
+        with pytest.raises(ValueError, match="supports_token_budget"):
+            enc.set_token_budget(BudgetState(TokenBudget(0.5)))
+        return
+    inputs = make_inputs(enc.spec, B, torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        full = enc(inputs, PRESENT)
+    for reducer in REDUCERS.names():
+        enc.set_token_budget(BudgetState(TokenBudget(0.5, reducer)))
+        with torch.no_grad():
+            out = enc(inputs, PRESENT)
+        assert out.x.shape[1] < full.x.shape[1], reducer
+        assert torch.isfinite(out.x).all() and out.mask[PRESENT].any(1).all()
+        assert enc.token_trace[-1][1] < enc.token_trace[0][0]
+    enc.set_token_budget(None)
+    with torch.no_grad():
+        assert torch.equal(enc(inputs, PRESENT).x, full.x)  # detached: the original code path again

@@ -195,3 +195,37 @@ def test_learns_when_the_label_is_in_one_modality(name):
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-10:]) / 10 < 0.4 * losses[0], (losses[0], losses[-10:])
+
+
+@names
+def test_declared_capabilities_hold(name):
+    """Capabilities are declared on the class (``Fusion`` declares the defaults) and hold: per-step outputs are
+    one state per modality, ``utilisation()`` is None or per-modality fractions, and a fusion that declares
+    ``supports_token_budget`` really reduces the streams it is given, with every registered reducer."""
+    from polymodal.fusion import Fusion
+    from polymodal.tokens import REDUCERS, TokenBudget
+    from polymodal.tokens.spec import BudgetState
+
+    fusion = build(name).eval()
+    assert isinstance(fusion, Fusion)
+    assert isinstance(fusion.per_step_outputs, bool) and isinstance(fusion.supports_token_budget, bool)
+    tokens = make_tokens(torch.Generator().manual_seed(9))
+    out = run(fusion, tokens)
+    util = fusion.utilisation()
+    if util is not None:
+        assert set(util) == set(NAMES)
+        for u in util.values():
+            assert torch.isfinite(u).all() and abs(float(u.sum()) - 1.0) < 1e-5
+    if fusion.per_step_outputs:
+        assert out.tokens is not None and out.tokens.x.shape[:2] == (B, len(NAMES))
+    if not fusion.supports_token_budget:
+        with pytest.raises(ValueError, match="supports_token_budget"):
+            fusion.set_token_budget(BudgetState(TokenBudget(0.5, where="fusion")), NAMES)
+        return
+    for reducer in REDUCERS.names():
+        fusion.set_token_budget(BudgetState(TokenBudget(0.5, reducer, where="fusion")), NAMES)
+        red = run(fusion, tokens)
+        assert fusion.token_trace[-1][1] < fusion.token_trace[0][0], reducer
+        assert torch.isfinite(red.pooled).all()
+    fusion.set_token_budget(None, NAMES)
+    assert torch.equal(run(fusion, tokens).pooled, out.pooled)  # detached: the original code path again

@@ -81,7 +81,7 @@ def _groups(tokens, r, protected):
 
 
 def test_registered():
-    assert REDUCERS.get("merge") is merge_tokens
+    assert REDUCERS.get("merge").primitive is merge_tokens
 
 
 def test_r_zero_is_exact_noop():

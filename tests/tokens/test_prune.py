@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from polymodal.tokens import REDUCERS, prune_by_importance
+from polymodal.tokens import REDUCERS, prune_by_importance, zip_tokens
 from polymodal.types import Tokens
 
 
@@ -16,7 +16,8 @@ def _tokens(x, mask=None, present=None):
 
 
 def test_registered():
-    assert REDUCERS.get("prune") is prune_by_importance
+    assert REDUCERS.get("prune").primitive is prune_by_importance
+    assert REDUCERS.get("zip").primitive is zip_tokens
 
 
 def test_keeps_top_scores_in_original_order_and_protected():
