@@ -27,6 +27,14 @@ class DecodeError(PolymodalError, ValueError):
         super().__init__(f"{where}: {problem}. What to do: {hint}")
 
 
+def unknown_message(what: str, name: object, valid: Iterable[str]) -> str:
+    """``unknown <what> 'x'. Did you mean 'y'? Valid: a, b, c`` -- for names that are not a registry's."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {name!r}.{hint} Valid: {', '.join(valid)}"
+
+
 class UnknownNameError(PolymodalError, KeyError):
     """A registry has no part of that name. The message lists the valid names and the closest ones (did you mean).
 

@@ -66,14 +66,14 @@ def xor_model():
 
     from tests.xor_data import GROUPS, xor_table
 
-    return pm.fit(xor_table(), "y", fusion="concat", modalities=GROUPS, epochs=12, dim=16, batch_size=32,
+    return pm.fit(xor_table(), "y", fusion="concat", groups=GROUPS, epochs=12, dim=16, batch_size=32,
                   lr=5e-3, progress=False, seed=0)
 
 
 @pytest.fixture(scope="session")
 def xor_test_ds(xor_model):
-    from polymodal.recipes.fit import decode_for
+    from polymodal.data.decode import decode
 
     from tests.xor_data import xor_table
 
-    return decode_for(xor_model.schema, xor_table(200, seed=1), progress=False)[1]
+    return decode(xor_model.schema, xor_table(200, seed=1), labels="require", progress=False).dataset

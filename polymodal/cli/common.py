@@ -21,8 +21,8 @@ from rich.text import Text
 
 from polymodal.errors import PolymodalError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +31,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 def say(text: Any) -> None:
     """Print one line of (user) text to stdout, markup off."""
     out.print(str(text), markup=False)
+
+
+def raw(text: str) -> None:
+    """Machine-readable output (JSON lines): straight to stdout, untouched by Rich."""
+    typer.echo(text)
 
 
 def done(label: str, text: Any) -> None:
@@ -180,10 +185,12 @@ def given(**flags: Any) -> dict[str, Any]:
 
 
 def layered(flags: Mapping[str, Any], sets: Optional[Iterable[str]]) -> dict[str, Any]:
-    """One options dict for ``fit`` / ``align``: the explicit flags, then ``--set`` over them."""
+    """One options dict for ``fit`` / ``align``: the explicit flags, then ``--set`` over them. A ``--set`` key may
+    start with its section, as in a run's config.json (``--set train.epochs=3`` = ``--set epochs=3``)."""
     from polymodal.config import merge, parse_sets
+    from polymodal.config.io import flatten_sections
 
-    return merge(dict(flags), parse_sets(list(sets or [])))
+    return merge(dict(flags), flatten_sections(parse_sets(list(sets or []))))
 
 
 def encoder_flag(text: Optional[str]) -> dict[str, str] | None:
@@ -195,30 +202,3 @@ def tokens_flag(token_budget: Optional[str], reducer: Optional[str]) -> dict[str
     """``--token-budget`` / ``--reducer`` -> the ``tokens`` option (only the keys given)."""
     spec = given(budget=budget(token_budget), reducer=reducer or None)
     return spec or None
-
-
-def check_out_dir(path: Optional[Path], flag: str = "--out") -> None:
-    """A run folder must not be an existing file: refuse before any training happens."""
-    if path is not None and path.exists() and not path.is_dir():
-        raise PolymodalError(f"{flag} {str(path)!r} is an existing file; pass a folder path for the run")
-
-
-def check_names(options: Mapping[str, Any], *, preset: Optional[str], config: Optional[Path]) -> None:
-    """Build the run's config from its layers and check every component name against its registry, so a
-    mistyped fusion / head / encoder fails before the table is read (with the valid names and a did-you-mean)."""
-    from polymodal.config import resolve
-
-    cfg, _ = resolve(options, preset=preset, config=config)
-    if cfg.fusion is not None:
-        from polymodal.fusion import FUSIONS
-
-        FUSIONS.get(cfg.fusion.name)
-    if cfg.head is not None:
-        from polymodal.heads import HEADS
-
-        HEADS.get(cfg.head.name)
-    if cfg.encoders:
-        from polymodal.encoders import ENCODERS
-
-        for comp in cfg.encoders.values():
-            ENCODERS.get(comp.name)

@@ -1,4 +1,5 @@
-"""CLI commands of the robustness harness: ``compare``, ``robustness``, ``explain`` (registered by ``cli.py``)."""
+"""``polymodal compare`` / ``robustness`` / ``explain``: the evaluation harness. Train every fusion under one
+protocol; accuracy per modality subset, under MNAR missingness and under noise; per-modality contributions."""
 
 from __future__ import annotations
 
@@ -7,34 +8,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
+
+from polymodal.cli import common as c
 
 
-def _floats(text: Optional[str], flag: str) -> list[float]:
-    from polymodal.errors import PolymodalError
-
-    if not text:
-        return []
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise PolymodalError(f"{flag} expects comma-separated numbers such as 0,0.1,0.3,0.5; got {text!r}") from None
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def _table(title: str, headers: list[str], rows: list[list[Any]]) -> Table:
-    t = Table(title=title)
-    for i, h in enumerate(headers):
-        t.add_column(h, justify="left" if i == 0 else "right")
-    for r in rows:
-        t.add_row(*[_fmt(v) for v in r])
-    return t
-
-
-def compare_cmd(
+@c.guarded
+def compare(
     data: Path = typer.Argument(..., help="Training table (.csv/.parquet/.jsonl), or a built-in dataset name"),
     label: str = typer.Option(..., "--label", "-l", help="Target column"),
     test: Optional[Path] = typer.Option(None, help="Test table (default: a stratified --test-fraction of DATA)"),
@@ -50,70 +29,66 @@ def compare_cmd(
     kinds: Optional[str] = typer.Option(None, help="Override column kinds: col=image,col2=ignore,..."),
 ) -> None:
     """Train every fusion (x seeds) under one protocol; one table of accuracy, parameters, time, latency."""
-    from polymodal.cli.app import _parse_kinds, _run, console
-    from polymodal.experiments.compare import compare, summary_rows
     from polymodal.datasets import DATASETS
+    import polymodal.experiments.compare as cmp
 
-    def go():
-        train: Any = data
-        test_src: Any = test
-        if not data.exists() and str(data) in DATASETS:  # a built-in dataset: its own train/test split
-            train, test_src = ("dataset", str(data), "train"), ("dataset", str(data), "test")
-        opts: dict[str, Any] = {"epochs": epochs}
-        if kinds:
-            opts["kinds"] = _parse_kinds(kinds)
-        console.print(f"comparing fusions [bold]{fusions}[/] x {seeds} seed(s) ({workers} model(s) at a time) ...")
-        summary = compare(
-            train, label, test=test_src, fusions=fusions, seeds=tuple(range(seeds)), unimodal=unimodal,
-            noise=_floats(noise, "--noise"), test_fraction=test_fraction, workers=workers, out=out,
-            save_models=save_models, on_done=lambda r: console.print(f"  {r['key']}: {r['score']:.4f} ({r['train_s']:.0f}s)"),
-            **opts,
+    train: Any = data
+    test_src: Any = test
+    if not data.exists() and str(data) in DATASETS:  # a built-in dataset: its own train/test split
+        train, test_src = ("dataset", str(data), "train"), ("dataset", str(data), "test")
+    opts: dict[str, Any] = {"epochs": epochs}
+    if kinds:
+        opts["kinds"] = c.kinds(kinds)
+    c.say(f"comparing fusions {fusions} x {seeds} seed(s) ({workers} model(s) at a time) ...")
+    summary = cmp.compare(
+        train, label, test=test_src, fusions=fusions, seeds=tuple(range(seeds)), unimodal=unimodal,
+        noise=c.floats(noise, "--noise"), test_fraction=test_fraction, workers=workers, out=out,
+        save_models=save_models, on_done=lambda r: c.say(f"  {r['key']}: {r['score']:.4f} ({r['train_s']:.0f}s)"),
+        **opts,
+    )
+    headers, rows = cmp.summary_rows(summary)
+    c.out.print(c.table(f"compare ({seeds} seed(s)); mean over seeds", headers, rows))
+    for name, integ in summary.get("integration", {}).items():
+        c.say(
+            f"  integration {name}: beats every unimodal model and their linear combination in "
+            f"{integ['beats_all_seeds']}/{integ['n_seeds']} seeds "
+            f"(fused - linear = {integ['fused_minus_linear_mean']:+.4f})"
         )
-        headers, rows = summary_rows(summary)
-        console.print(_table(f"compare ({seeds} seed(s)); mean over seeds", headers, rows))
-        for name, integ in summary.get("integration", {}).items():
-            console.print(
-                f"  integration [bold]{name}[/]: beats every unimodal model and their linear combination in "
-                f"{integ['beats_all_seeds']}/{integ['n_seeds']} seeds (fused - linear = {integ['fused_minus_linear_mean']:+.4f})"
-            )
-        console.print(f"[green]wrote[/] {out / 'compare.json'}, {out / 'compare.md'}")
-
-    _run(go)
+    c.done("wrote", f"{out / 'compare.json'}, {out / 'compare.md'}")
 
 
-def robustness_cmd(
+@c.guarded
+def robustness(
     run: Path = typer.Argument(..., help="Run directory written by `polymodal fit`"),
     data: Path = typer.Argument(..., help="Labelled test table"),
     missing: str = typer.Option("subsets,mnar", help="Missing-modality studies: subsets, mnar ('' to skip)"),
     noise: str = typer.Option("0,0.1,0.3,0.5", help="Corruption levels in [0, 1] ('' to skip)"),
-    corruption: Optional[str] = typer.Option(None, help="Per modality: image=occlusion,audio=audio_noise,..."),
+    corruption: Optional[str] = typer.Option(
+        None, help="Per modality: image=occlusion,audio=audio_noise,... (`polymodal list corruptions`)",
+    ),
     mnar_rate: float = typer.Option(0.3, help="Fraction of rows a MNAR pattern hides"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for robustness.json and plots"),
     seed: int = typer.Option(0),
-    on_error: str = typer.Option("raise", help="raise | missing"),
+    on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
 ) -> None:
     """Accuracy per modality subset, under MNAR missingness (and its shift), and under increasing noise."""
-    from polymodal.cli.app import _parse_pairs, _run, _split, console
-    from polymodal.evaluate.robustness import robustness
+    from polymodal.evaluate.robustness import robustness as robustness_
+    from polymodal.recipes.loading import load
 
-    def go():
-        from polymodal.recipes.fit import load
-
-        model = load(run)
-        rep = robustness(
-            model, data, missing=_split(missing) or [], noise=_floats(noise, "--noise"),
-            corruptions=_parse_pairs(corruption, "--corruption", "modality=corruption"), mnar_rate=mnar_rate,
-            seed=seed, on_error=on_error, out=out,
-        )
-        for title, headers, rows in robustness_tables(rep):
-            console.print(_table(title, headers, rows))
-        if out:
-            console.print(f"[green]wrote[/] {out / 'robustness.json'}" + "".join(f", {out / p}" for p in rep.get("plots", [])))
-
-    _run(go)
+    levels = c.floats(noise, "--noise")
+    corruptions = c.pairs(corruption, "--corruption", "modality=corruption")
+    rep = robustness_(
+        load(run), data, missing=c.names(missing) or [], noise=levels, corruptions=corruptions,
+        mnar_rate=mnar_rate, seed=seed, on_error=on_error, out=out,
+    )
+    for title, headers, rows in robustness_tables(rep):
+        c.out.print(c.table(title, headers, rows))
+    if out:
+        c.done("wrote", f"{out / 'robustness.json'}" + "".join(f", {out / p}" for p in rep.get("plots", [])))
 
 
 def robustness_tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The robustness report as (title, headers, rows) tables: subsets, MNAR patterns, noise curves."""
     metric = rep["metric"]
     tables = []
     if "subsets" in rep:
@@ -129,57 +104,52 @@ def robustness_tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[li
                 if mode in r:
                     rows.append([m, f"MNAR by {mode}", r[mode]["pattern"]["metric"], r[mode]["shifted"]["metric"],
                                  r[mode]["pattern"].get("mutual_info", "-")])
-        tables.append((f"{metric} with {rep['mnar']['rate']:.0%} of rows missing a modality", 
+        tables.append((f"{metric} with {rep['mnar']['rate']:.0%} of rows missing a modality",
                        ["modality hidden", "pattern", metric, "shifted pattern", "MI(missing; label)"], rows))
     if "noise" in rep:
         nz = rep["noise"]
         headers = ["corrupted", "corruption"] + [f"level {lv:g}" for lv in nz["levels"]] + ["relative robustness"]
-        rows = [[k, nz["corruption"].get(k, "each default"), *c, nz["relative_robustness"][k]] for k, c in nz["curves"].items()]
+        rows = [[k, nz["corruption"].get(k, "each default"), *v, nz["relative_robustness"][k]]
+                for k, v in nz["curves"].items()]
         tables.append((f"{metric} under corruption", headers, rows))
     return tables
 
 
-def explain_cmd(
+METHODS = ("auto", "shapley", "loo")
+
+
+@c.guarded
+def explain(
     run: Path = typer.Argument(..., help="Run directory written by `polymodal fit`"),
     data: Path = typer.Argument(..., help="Rows to explain (a label column, if present, groups the summary)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Per-row contributions: .csv / .parquet / .jsonl"),
     method: str = typer.Option("auto", help="shapley | loo | auto (Shapley for <= 5 modalities)"),
-    on_error: str = typer.Option("raise", help="raise | missing"),
+    on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
     show: int = typer.Option(10, help="Rows to print"),
 ) -> None:
     """Per-modality contribution to each prediction (exact Shapley over modalities, or leave-one-out)."""
-    from polymodal.cli.app import _run, _write_table, console
-    from polymodal.evaluate.attribution import explain
+    from polymodal.errors import PolymodalError
+    from polymodal.evaluate.attribution import explain as explain_
+    from polymodal.recipes.loading import load
 
-    def go():
-        from polymodal.errors import PolymodalError
-        from polymodal.recipes.fit import load
-
-        if method not in ("auto", "shapley", "loo"):
-            raise PolymodalError(f"--method must be shapley, loo or auto; got {method!r}")
-        model = load(run)
-        table, summary = explain(model, data, shapley=None if method == "auto" else method == "shapley", on_error=on_error)
-        used = summary["method"]
-        cols = [c for c in table.columns if c.startswith(f"{used}_")]
-        console.print(_table(
-            f"{used} contribution to the predicted class's probability (first {min(show, len(table))} rows)",
-            ["row", "prediction", *[c[len(used) + 1:] for c in cols]],
-            [[i, r["prediction"], *[float(r[c]) for c in cols]] for i, r in table.head(show).iterrows()],
-        ))
-        per_class = summary.get("per_class", {}).get(used, {})
-        if per_class:
-            mods = list(next(iter(per_class.values())))
-            console.print(_table(f"mean {used} contribution per {summary['grouped_by']} class", ["class", *mods],
-                                 [[c, *[v[m] for m in mods]] for c, v in per_class.items()]))
-        if out:
-            _write_table(table, out)
-            out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
-            console.print(f"[green]wrote[/] {out} and {out.with_suffix('.summary.json')}")
-
-    _run(go)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("compare")(compare_cmd)
-    app.command("robustness")(robustness_cmd)
-    app.command("explain")(explain_cmd)
+    if method not in METHODS:
+        raise PolymodalError(f"--method must be shapley, loo or auto; got {method!r}")
+    model = load(run)
+    rows, summary = explain_(model, data, shapley=None if method == "auto" else method == "shapley",
+                             on_error=on_error)
+    used = summary["method"]
+    cols = [col for col in rows.columns if col.startswith(f"{used}_")]
+    c.out.print(c.table(
+        f"{used} contribution to the predicted class's probability (first {min(show, len(rows))} rows)",
+        ["row", "prediction", *[col[len(used) + 1:] for col in cols]],
+        [[i, r["prediction"], *[float(r[col]) for col in cols]] for i, r in rows.head(show).iterrows()],
+    ))
+    per_class = summary.get("per_class", {}).get(used, {})
+    if per_class:
+        mods = list(next(iter(per_class.values())))
+        c.out.print(c.table(f"mean {used} contribution per {summary['grouped_by']} class", ["class", *mods],
+                            [[k, *[v[m] for m in mods]] for k, v in per_class.items()]))
+    if out:
+        c.write_table(rows, out)
+        out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
+        c.done("wrote", f"{out} and {out.with_suffix('.summary.json')}")

@@ -16,7 +16,6 @@ need beyond a dict merge is the component-rename rule above, which neither has.)
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import types
 import typing
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from polymodal.config.model import AlignSpec, ConfigError, ModelConfig, TrainConfig
+from polymodal.errors import unknown_message
 from polymodal.registry import Component
 from polymodal.tokens.spec import TokenBudget
 
@@ -111,13 +111,6 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, float, str, bool) and not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
         raise ConfigError(f"{where} expects {tp.__name__}, got {value!r}")
     return value
-
-
-def unknown_message(what: str, name: str, valid: Iterable[str]) -> str:
-    valid = sorted(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {name!r}.{hint} Valid: {', '.join(valid)}"
 
 
 # ------------------------------------------------------------------------------------------------ layered options

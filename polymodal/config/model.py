@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from polymodal.errors import PolymodalError
+from polymodal.errors import PolymodalError, unknown_message
 from polymodal.registry import Component
 from polymodal.tokens.spec import TokenBudget
 
@@ -151,8 +151,6 @@ def check_options(kind: str, factory: Any, comp: Component, positional: tuple[st
     valid = [n for n, p in params.items() if n not in positional and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key in comp.options:
         if key not in valid:
-            from polymodal.config.io import unknown_message
-
             msg = unknown_message(f"{kind} {comp.name!r} option", key, valid) if valid else \
                 f"{kind} {comp.name!r} takes no options, got {key!r}"
             raise ConfigError(msg)

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from polymodal.config.io import ConfigError, build, merge, read_file, unknown_message
+from polymodal.config.io import ConfigError, build, dump, flatten_sections, merge, read_file
+from polymodal.errors import unknown_message
 from polymodal.config.model import ModelConfig, TrainConfig
 
 _DIR = Path(__file__).with_name("presets")
@@ -57,12 +58,11 @@ def resolve(
 ) -> tuple[ModelConfig, TrainConfig]:
     """The run's configs from layers, later wins: recipe ``defaults`` < ``preset`` < ``config`` (a YAML / JSON
     file or a dict) < keyword ``options``."""
-    layered: dict[str, Any] = dict(defaults or {})
+    layered = flatten_sections(dump(ModelConfig(), TrainConfig()))  # the library defaults, as data
+    layered = merge(layered, dict(defaults or {}))
     if preset is not None:
         layered = merge(layered, load_preset(preset))
     if config is not None:
-        from polymodal.config.io import flatten_sections
-
         layered = merge(layered, flatten_sections(config) if isinstance(config, Mapping) else read_file(config))
     layered = merge(layered, dict(options or {}))
     return build(layered)

@@ -1,7 +1,9 @@
 """Built-in encoders; importing this package registers them all in ``ENCODERS``."""
 
-from polymodal.encoders import audio, image, tabular, text, timeseries  # noqa: F401  (registration side effects)
-from polymodal.encoders import pretrained  # noqa: F401  (registers the pretrained encoders; their libraries load lazily)
 from polymodal.encoders.base import DEFAULT_ENCODER, ENCODERS, Encoder
+from polymodal.registry import import_submodules
+
+# every module in this folder registers its encoder(s); pretrained/ too (their model libraries load lazily)
+import_submodules(__name__, __path__)
 
 __all__ = ["DEFAULT_ENCODER", "ENCODERS", "Encoder"]

@@ -1,18 +1,8 @@
 """Built-in fusion operators; importing this package registers them all in ``FUSIONS``."""
 
-from polymodal.fusion import (  # noqa: F401  (registration side effects)
-    bottleneck,
-    concat,
-    cross_attention,
-    deepset,
-    gated,
-    intermediary,
-    late,
-    low_rank_tensor,
-    moe,
-    sequential,
-    transformer,
-)
 from polymodal.fusion.base import FUSIONS, Fusion
+from polymodal.registry import import_submodules
+
+import_submodules(__name__, __path__)  # every module in this folder registers its fusion(s)
 
 __all__ = ["FUSIONS", "Fusion"]

@@ -2,8 +2,8 @@
 
 Each modality's vector comes from that modality's own encoder tokens only (masked mean, then a projection,
 then L2 normalisation), never from the fused tokens, so an audio embedding carries no information from the
-image it was paired with. The head is used by alignment runs (``AlignNet``) and by supervised models trained
-with an alignment objective beside the task loss (``ModelConfig.align``).
+image it was paired with. The head is used by alignment nets (``ModelConfig(fusion=None, align=...)``) and by
+supervised models trained with an alignment objective beside the task loss (``ModelConfig.align``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from torch import Tensor, nn
 from polymodal.objectives import OBJECTIVES, Objective, uniformity_alignment
 from polymodal.types import Tokens
 
-PAIR_OBJECTIVES = ("clip", "siglip")
-
-
 def build_objective(name: str, n_modalities: int, options: Mapping[str, Any] | None = None) -> nn.Module:
-    """The objective module for ``n_modalities``; a pair loss over >= 3 modalities is averaged over all pairs."""
+    """The objective module for ``n_modalities``; a pair loss (``Objective.takes_pair``) over >= 3 modalities is
+    averaged over all pairs (``pairwise``)."""
     options = dict(options or {})
     if n_modalities < 2:
         raise ValueError(f"alignment needs at least 2 modalities, got {n_modalities}")
-    if name in PAIR_OBJECTIVES and n_modalities > 2:
+    factory = OBJECTIVES.get(name)
+    takes_pair = isinstance(factory, type) and issubclass(factory, Objective) and factory.takes_pair
+    if takes_pair and n_modalities > 2:
         return OBJECTIVES.build("pairwise", pair=name, **options)
     return OBJECTIVES.build(name, **options)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from polymodal.config.io import unknown_message
 from polymodal.config.model import ConfigError, ModelConfig
 from polymodal.data.schema import Schema
+from polymodal.errors import unknown_message
 from polymodal.encoders.base import DEFAULT_ENCODER, ENCODERS, apply_preprocessing
 from polymodal.registry import Component
 

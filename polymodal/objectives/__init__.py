@@ -19,10 +19,8 @@ objective subclasses ``Objective`` (``base.py``), which declares how it is calle
 
 from __future__ import annotations
 
-from torch import nn
-
-from polymodal.registry import Registry
-from polymodal.objectives.base import Objective
+from polymodal.objectives.base import OBJECTIVES, Objective
+from polymodal.registry import import_submodules
 from polymodal.objectives.clip import ClipLoss, ContrastiveOutput, clip_loss, clip_output, contrastive_loss_with_temperature
 from polymodal.objectives.distributed import gather_features
 from polymodal.objectives.multi import (
@@ -38,25 +36,7 @@ from polymodal.objectives.multi import (
 from polymodal.objectives.siglip import SigLipLoss, siglip_loss
 from polymodal.objectives.symile import SymileLoss, mip_similarity, symile_loss
 
-OBJECTIVES: Registry[Objective] = Registry("objective")
-
-OBJECTIVES.register("clip")(ClipLoss)
-OBJECTIVES.register("siglip")(SigLipLoss)
-OBJECTIVES.register("symile")(SymileLoss)
-OBJECTIVES.register("uniformity_alignment")(UniformityAlignment)
-
-
-@OBJECTIVES.register("pairwise")
-def _pairwise(pair: str | nn.Module = "clip", **pair_options) -> PairwiseLoss:
-    """A pair loss (default CLIP) averaged over all modality pairs, one shared temperature."""
-    return PairwiseLoss(OBJECTIVES.build(pair, **pair_options) if isinstance(pair, str) else pair)
-
-
-@OBJECTIVES.register("anchor")
-def _anchor(anchor: str | None = None, pair: str | nn.Module = "clip", **pair_options) -> AnchorLoss:
-    """ImageBind: every modality aligned to one anchor modality (default: the first) with a pair loss."""
-    return AnchorLoss(OBJECTIVES.build(pair, **pair_options) if isinstance(pair, str) else pair, anchor)
-
+import_submodules(__name__, __path__)  # an objective registers itself by being in this folder
 
 __all__ = [
     "OBJECTIVES",

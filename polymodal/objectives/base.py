@@ -15,6 +15,8 @@ from typing import ClassVar
 
 from torch import nn
 
+from polymodal.registry import Registry
+
 
 class Objective(nn.Module):
     """Base of the alignment objectives (``OBJECTIVES``); returns a scalar loss."""
@@ -23,4 +25,6 @@ class Objective(nn.Module):
     handles_missing: ClassVar[bool] = False
 
 
-__all__ = ["Objective"]
+OBJECTIVES: Registry[Objective] = Registry("objective")  # filled by a decorator in each objective's own module
+
+__all__ = ["OBJECTIVES", "Objective"]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.objectives.base import Objective
+from polymodal.objectives.base import OBJECTIVES, Objective
 from polymodal.objectives.distributed import gather_features, local_offset
 
 
@@ -181,6 +181,7 @@ def log_or_none(x: float | None) -> float | None:
     return None if x is None else math.log(x)
 
 
+@OBJECTIVES.register("clip")
 class ClipLoss(Objective):
     """CLIP / ALIGN symmetric InfoNCE with a learnable temperature (open_clip / TorchMultimodal style).
 

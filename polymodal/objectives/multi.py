@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.objectives.base import Objective
+from polymodal.objectives.base import OBJECTIVES, Objective
 from polymodal.objectives.clip import pair_from
 
 PairLoss = Callable[[Tensor, Tensor], Tensor]
@@ -164,6 +164,7 @@ class AnchorLoss(Objective):
         return anchor_loss(feats, anchor, self.pair, present=present)
 
 
+@OBJECTIVES.register("uniformity_alignment")
 class UniformityAlignment(Objective):
     """Wang & Isola alignment + uniformity regulariser (shrinks the modality gap); no parameters.
 
@@ -189,3 +190,14 @@ class UniformityAlignment(Objective):
         return uniformity_alignment(
             a, b, self.t, alpha=self.alpha, uniformity_weight=self.uniformity_weight, joint=self.joint
         )
+
+@OBJECTIVES.register("pairwise")
+def _pairwise(pair: str | nn.Module = "clip", **pair_options) -> PairwiseLoss:
+    """A pair loss (default CLIP) averaged over all modality pairs, one shared temperature."""
+    return PairwiseLoss(OBJECTIVES.build(pair, **pair_options) if isinstance(pair, str) else pair)
+
+
+@OBJECTIVES.register("anchor")
+def _anchor(anchor: str | None = None, pair: str | nn.Module = "clip", **pair_options) -> AnchorLoss:
+    """ImageBind: every modality aligned to one anchor modality (default: the first) with a pair loss."""
+    return AnchorLoss(OBJECTIVES.build(pair, **pair_options) if isinstance(pair, str) else pair, anchor)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.objectives.base import Objective
+from polymodal.objectives.base import OBJECTIVES, Objective
 from polymodal.objectives.clip import check_pair, clamped_scale, log_or_none, make_logit_scale, pair_from
 from polymodal.objectives.distributed import gather_features, local_offset
 
@@ -52,6 +52,7 @@ def siglip_loss(
     return -F.logsigmoid(labels * logits).sum() / n
 
 
+@OBJECTIVES.register("siglip")
 class SigLipLoss(Objective):
     """SigLIP loss with a learnable log-scale (init ``log 10``) and bias (init ``-10``), as in the SigLIP paper.
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polymodal.objectives.base import Objective
+from polymodal.objectives.base import OBJECTIVES, Objective
 from polymodal.objectives.clip import clamped_scale, log_or_none, make_logit_scale
 from polymodal.objectives.distributed import gather_features, local_offset
 
@@ -146,6 +146,7 @@ def symile_loss(
     return sum(losses) / len(losses)
 
 
+@OBJECTIVES.register("symile")
 class SymileLoss(Objective):
     """Symile over M >= 2 modalities (multilinear inner product) with a learnable temperature.
 

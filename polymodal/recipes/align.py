@@ -6,24 +6,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from polymodal.config.model import AlignSpec, check_on_error
+from polymodal.config.model import AlignSpec, ConfigError, ModelConfig, TrainConfig, check_on_error
+from polymodal.errors import unknown_message
+from polymodal.registry import Component
 from polymodal.config.presets import resolve
 from polymodal.recipes.aligned import AlignedModel
 from polymodal.recipes.runs import check_out
 from polymodal.recipes.steps import hold_out, prepare, seed_all, train_run
 
 # what makes an alignment run: no fusion and no task head; larger contrastive batches, less patience
-DEFAULTS = {"fusion": None, "batch_size": 128, "patience": 5}
+DEFAULTS = {"fusion": None, "align": {"objective": "clip"}, "batch_size": 128, "patience": 5}
 ALIGN_FIELDS = ("objective", "embed_dim", "projection", "weight", "uniformity_weight")
+OPTION_NAMES = {f.name for f in fields(ModelConfig)} | {f.name for f in fields(TrainConfig)} | set(ALIGN_FIELDS)
 
 
 def align(
     train: Any,
     *,
-    objective: Any = "clip",
+    objective: Any = None,
     label: str | None = None,
     validation: Any = None,
     kinds: dict[str, str] | None = None,
@@ -40,20 +44,24 @@ def align(
     """Align the modalities of a table of paired records in one shared space.
 
     ``use`` keeps only these modalities (names as inferred from the columns, or as grouped with ``groups``);
-    ``label`` names an optional column that is not an input (kept for class-level evaluation). ``objective``:
-    ``clip`` | ``siglip`` (pairwise over >= 3 modalities) | ``symile`` | ``pairwise`` | ``anchor``, a name or
+    ``label`` names an optional column that is not an input (kept for class-level evaluation). ``objective``
+    (default ``clip``, or what ``preset`` / ``config`` say): ``clip`` | ``siglip`` (pairwise over >= 3 modalities) | ``symile`` | ``pairwise`` | ``anchor``, a name or
     ``{"name": ..., "options": {...}}``. The shared-space fields (``embed_dim``, ``projection``,
     ``uniformity_weight``) may be given flat; every other option is a ``ModelConfig`` / ``TrainConfig`` field,
     layered over ``preset`` and ``config`` as in ``fit``.
     """
     on_error = check_on_error(on_error)
-    spec = dict(options.pop("align", None) or {})
+    for key in options:
+        if key not in OPTION_NAMES:
+            raise ConfigError(unknown_message("option", key, OPTION_NAMES))
+    spec = options.pop("align", None) or {}
+    spec = {"objective": spec} if isinstance(spec, (str, Component)) else dict(spec)
     spec.update({k: options.pop(k) for k in ALIGN_FIELDS if k in options})
-    spec.setdefault("objective", objective)
-    cfg, train_cfg = resolve({**options, "align": spec}, preset=preset, config=config, defaults=DEFAULTS)
+    if objective is not None:
+        spec["objective"] = objective
+    cfg, train_cfg = resolve({**options, **({"align": spec} if spec else {})}, preset=preset, config=config,
+                             defaults=DEFAULTS)
     if cfg.fusion is not None or not isinstance(cfg.align, AlignSpec):
-        from polymodal.config.model import ConfigError
-
         raise ConfigError("align trains encoders and projections only: leave fusion unset (it is for pm.fit)")
     check_out(out)
     seed_all(train_cfg.seed)

@@ -15,9 +15,11 @@ The budget layer dispatches through it: ``spec.py`` (``TokenBudget``, ``schedule
 
 from typing import Any
 
-# Every reducer module, before anything else reads the registry: importing one registers its reducer(s).
-from polymodal.tokens import merge as _merge, pool as _pool, prune as _prune  # noqa: F401
+# Every module, before anything else reads the registry: a reducer registers itself by being in this folder.
+from polymodal.registry import import_submodules
 from polymodal.tokens.registry import REDUCERS, TokenReducer, as_reducer
+
+import_submodules(__name__, __path__)
 
 from polymodal.tokens.budget import install_token_budget
 from polymodal.tokens.flops import (

@@ -1,4 +1,5 @@
-"""The shared-embedding CLI on real data: align -> embed -> index build -> search -> evaluate -> zero-shot.
+"""The shared-embedding CLI (``cli/align.py``, ``cli/index.py``) on real data: align -> embed -> index build ->
+search -> evaluate -> zero-shot.
 
 av-digits (exported to PNG / WAV / Parquet) for audio <-> image; a slice of the emoji set for text."""
 
@@ -9,14 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from polymodal.cli import app
+from polymodal.cli.app import app
+from tests.cli.helpers import flat
 
 runner = CliRunner()
-
-
-def flat(res) -> str:
-    """The output without Rich's line wrapping."""
-    return " ".join(res.output.split())
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +80,13 @@ def _png(img) -> bytes:
     return buf.getvalue()
 
 
-def test_text_query_and_zero_shot_labels_on_emoji(shared_data, tmp_path):
-    z = np.load(shared_data / "emoji" / "emoji_google_64.npz")
-    keep = np.isin(z["category"], ["Flags", "Food & Drink"])
-    rows = np.flatnonzero(keep)[::4][:80]
-    df = pd.DataFrame({"image": [_png(img) for img in z["images"][rows]], "name": z["name"][rows].tolist(),
-                       "category": z["category"][rows].tolist()})
+def test_text_query_and_zero_shot_labels_on_emoji(fixture_data, tmp_path):
+    # the fixture holds only the 80 emoji this test uses: every 4th of the "Flags" and "Food & Drink" rows of
+    # emoji_google_64.npz, first 80 (its `rows` key gives their source indices; see tests/fixtures/data/README.md)
+    z = np.load(fixture_data / "emoji" / "emoji_google_64_rows.npz")
+    assert len(z["rows"]) == 80 and set(z["category"]) == {"Flags", "Food & Drink"}
+    df = pd.DataFrame({"image": [_png(img) for img in z["images"]], "name": z["name"].tolist(),
+                       "category": z["category"].tolist()})
     df.to_parquet(tmp_path / "emoji.parquet")
     run = tmp_path / "emb"
     res = runner.invoke(app, ["align", str(tmp_path / "emoji.parquet"), "--kinds", "name=text", "--label", "category",
@@ -110,7 +108,9 @@ def test_align_errors(exported, tmp_path):
     res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--modalities", "image", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "at least 2 modalities" in flat(res)
     res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--objective", "nope", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "unknown alignment objective" in flat(res)
+    assert res.exit_code == 2 and "objective 'nope'" in flat(res) and "siglip" in res.stderr
+    res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--use", "image,text", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown modalities ['text']" in " ".join(res.stderr.split())
     res = runner.invoke(app, ["search", str(tmp_path / "nothing"), "--text", "x"])
     assert res.exit_code == 2 and "not a polymodal index" in flat(res)
 
@@ -120,7 +120,8 @@ def test_fit_with_align_then_embed(exported, tmp_path):
     res = runner.invoke(app, ["fit", str(exported / "train.parquet"), "--label", "digit", "--fusion", "concat",
                               "--out", str(run), "--epochs", "1", "--dim", "32", "--align", "clip", "--align-weight", "0.5"])
     assert res.exit_code == 0, res.output
-    assert json.loads((run / "config.json").read_text())["model"]["align"] == "clip"
+    spec = json.loads((run / "config.json").read_text())["model"]["align"]
+    assert spec["objective"]["name"] == "clip" and spec["weight"] == 0.5
     res = runner.invoke(app, ["embed", str(run), str(exported / "test.parquet"), "--out", str(tmp_path / "e.jsonl")])
     assert res.exit_code == 0, res.output
     assert len(pd.read_json(tmp_path / "e.jsonl", lines=True)) == 60

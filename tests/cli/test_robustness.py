@@ -1,20 +1,23 @@
-"""The harness commands end to end through the CLI (tiny model, tiny table)."""
+"""The harness commands (``cli/robustness.py``) end to end through the CLI (tiny model, tiny table)."""
 
 import json
 
 import pytest
 from typer.testing import CliRunner
 
-from polymodal.cli import app
+from polymodal.cli.app import app
 from tests.xor_data import xor_table
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory, xor_model):
+def saved(tmp_path_factory, xor_run):
+    """A folder with ``run`` (the session's CLI-trained xor run) and ``test.csv``; outputs go next to them."""
+    import shutil
+
     d = tmp_path_factory.mktemp("cli_rob")
-    xor_model.save(d / "run")
+    shutil.copytree(xor_run, d / "run")
     xor_table(60, seed=4).to_csv(d / "test.csv", index=False)
     return d
 
@@ -42,11 +45,13 @@ def test_explain_command_writes_rows_and_summary(saved):
 
 def test_bad_flags_give_one_line_errors(saved):
     r = runner.invoke(app, ["robustness", str(saved / "run"), str(saved / "test.csv"), "--noise", "lots"])
-    assert r.exit_code == 2 and "--noise expects comma-separated numbers" in r.output
+    assert r.exit_code == 2 and "--noise expects comma-separated numbers" in r.stderr
     r = runner.invoke(app, ["explain", str(saved / "run"), str(saved / "test.csv"), "--method", "lime"])
-    assert r.exit_code == 2 and "--method must be" in r.output
+    assert r.exit_code == 2 and "--method must be" in r.stderr
     r = runner.invoke(app, ["compare", str(saved / "test.csv"), "--label", "y", "--fusions", "late,nope"])
-    assert r.exit_code == 2 and "unknown fusion" in r.output
+    assert r.exit_code == 2 and "unknown fusion" in r.stderr
+    r = runner.invoke(app, ["robustness", str(saved / "run"), str(saved / "test.csv"), "--corruption", "a"])
+    assert r.exit_code == 2 and "--corruption expects modality=corruption" in r.stderr
 
 
 def test_compare_command_on_a_csv(saved):
@@ -57,7 +62,7 @@ def test_compare_command_on_a_csv(saved):
 
 
 def test_compare_accepts_a_builtin_dataset_name(monkeypatch):
-    import polymodal.compare as cmp
+    import polymodal.experiments.compare as cmp
 
     seen = {}
 

@@ -1,4 +1,5 @@
-"""The real CLI on a small slice of the bundled data, exported to ordinary files (PNG, WAV, Parquet)."""
+"""``polymodal fit`` / ``evaluate`` / ``predict`` (``cli/train.py``): the real CLI on a small slice of the bundled
+data, exported to ordinary files (PNG, WAV, Parquet), and on a tiny tabular table."""
 
 import json
 
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from polymodal.cli import app
+from polymodal.cli.app import app
 
 runner = CliRunner()
 
@@ -41,7 +42,7 @@ def test_fit_evaluate_predict_end_to_end(exported, tmp_path):
 def test_unknown_label_exits_with_message(exported, tmp_path):
     res = runner.invoke(app, ["fit", str(exported / "train.parquet"), "--label", "nope", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2
-    assert "label column 'nope' not found" in res.output
+    assert "label column 'nope' not found" in res.stderr and "error:" in res.stderr
     assert "Traceback" not in res.output
 
 
@@ -91,4 +92,56 @@ def test_group_and_kinds_flags_shape_the_schema(tmp_path):
     schema = json.loads((run / "schema.json").read_text())
     assert [(m["name"], m["columns"]) for m in schema["modalities"]] == [("vitals", ["hr", "bp"])]
     res = runner.invoke(app, ["fit", str(tmp_path / "t.csv"), "--label", "y", "--group", "vitals", "--out", str(run)])
-    assert res.exit_code == 2 and "--group expects name=col1+col2" in res.output
+    assert res.exit_code == 2 and "--group expects name=col1+col2" in res.stderr
+
+
+def _no_table_reading(monkeypatch):
+    """Make reading a training table fail loudly (a bug-shaped error, exit 1): checks that must come first do."""
+    import polymodal.recipes.fit as recipe
+
+    def read(*args, **kwargs):
+        raise AssertionError("the training table was read")
+
+    monkeypatch.setattr(recipe, "prepare", read)
+
+
+def test_mistyped_fusion_fails_before_the_table_is_read(tiny_csv, tmp_path, monkeypatch):
+    _no_table_reading(monkeypatch)
+    res = runner.invoke(app, ["fit", str(tiny_csv / "train.csv"), "--label", "y", "--fusion", "transfomer",
+                              "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    msg = " ".join(res.stderr.split())
+    assert "unknown fusion 'transfomer'" in msg and "Did you mean 'transformer'?" in msg
+    assert all(f in msg for f in ("late", "concat", "gated", "moe"))  # the valid choices
+    assert "Traceback" not in res.output and not res.stdout.strip()
+    res = runner.invoke(app, ["fit", str(tiny_csv / "train.csv"), "--label", "y", "--encoders", "a=tabular_fx",
+                              "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "Did you mean 'tabular_ft'?" in " ".join(res.stderr.split())
+
+
+def test_out_naming_an_existing_file_fails_before_training(tiny_csv, tmp_path, monkeypatch):
+    _no_table_reading(monkeypatch)
+    (tmp_path / "taken").write_text("not a run")
+    res = runner.invoke(app, ["fit", str(tiny_csv / "train.csv"), "--label", "y", "--out", str(tmp_path / "taken")])
+    assert res.exit_code == 2, res.output
+    assert "it is a file" in " ".join(res.stderr.split())
+    assert (tmp_path / "taken").read_text() == "not a run"
+
+
+def test_align_weight_alone_does_not_turn_alignment_on(tiny_csv, tmp_path, monkeypatch):
+    _no_table_reading(monkeypatch)
+    res = runner.invoke(app, ["fit", str(tiny_csv / "train.csv"), "--label", "y", "--align-weight", "0.5",
+                              "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--align clip" in res.stderr
+
+
+def test_evaluate_and_predict_a_tiny_run(xor_run, tiny_csv, tmp_path):
+    res = runner.invoke(app, ["evaluate", str(xor_run), str(tiny_csv / "test.csv"), "--out", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads((tmp_path / "m.json").read_text())["subsets"]) == {"a", "b", "a+b"}
+    res = runner.invoke(app, ["predict", str(xor_run), str(tiny_csv / "test.csv"), "--out", str(tmp_path / "p.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_json(tmp_path / "p.jsonl", lines=True)) == 60
+    res = runner.invoke(app, ["predict", str(tmp_path / "no-run"), str(tiny_csv / "test.csv"),
+                              "--out", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "not a run folder" in res.stderr

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from polymodal.heads.projection import PAIR_OBJECTIVES, alignment_loss, build_objective
+from polymodal.heads.projection import alignment_loss, build_objective
 from polymodal.objectives import OBJECTIVES, AnchorLoss, ClipLoss, Objective, PairwiseLoss, SymileLoss
 
 names = pytest.mark.parametrize("name", OBJECTIVES.names())
@@ -54,7 +54,8 @@ def test_declarations_choose_the_call():
     torch.manual_seed(0)
     assert torch.equal(got, symile({k: e[rows] for k, e in emb.items()}))
     pair = build_objective("clip", 3)
-    assert isinstance(pair, PairwiseLoss) and "clip" in PAIR_OBJECTIVES
+    assert isinstance(pair, PairwiseLoss)  # clip declares takes_pair: averaged over the 3 pairs
+    assert isinstance(build_objective("symile", 3), SymileLoss)  # symile compares all modalities at once
     emb3, present3 = _emb(3)
     assert torch.equal(alignment_loss(pair, emb3, present3), pair(emb3, present=present3))
 

@@ -7,8 +7,10 @@ when it is missing. See ``base.py`` for the frozen / projection / saving design 
 cache. Hugging Face: ``hf.py`` (loading helpers), ``hf_text.py``, ``hf_vision.py``, ``hf_audio.py`` (the encoders).
 """
 
-from polymodal.encoders.pretrained import efficientnet, hf_audio, hf_text, hf_vision, optional  # noqa: F401  (registration side effects)
 from polymodal.encoders.pretrained.base import MissingExtraError, PretrainedEncoder
 from polymodal.encoders.pretrained.cache import FeatureCache
+from polymodal.registry import import_submodules
+
+import_submodules(__name__, __path__)  # every module in this folder registers its encoder(s)
 
 __all__ = ["FeatureCache", "MissingExtraError", "PretrainedEncoder"]

@@ -1,0 +1,184 @@
+"""``polymodal fit`` / ``evaluate`` / ``predict``: train a supervised model on a table, score it, predict with it.
+
+``fit`` takes its configuration in layers, later wins: ``--preset`` < ``--config`` < explicit flags < ``--set``.
+Every config flag defaults to None, so only the flags given override the preset / config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from polymodal.cli import common as c
+
+
+@c.guarded
+def fit(
+    train: Path = typer.Argument(..., help="Training table: .csv, .parquet or .jsonl"),
+    label: str = typer.Option(..., "--label", "-l", help="Target column"),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (config, schema, weights, report)"),
+    preset: Optional[str] = c.preset_option(),
+    config: Optional[Path] = c.config_option(),
+    sets: Optional[list[str]] = c.set_option(),
+    fusion: Optional[str] = typer.Option(
+        None, help="Fusion operator, see `polymodal list fusions` (default transformer)",
+    ),
+    encoders: Optional[str] = typer.Option(
+        None, help="Encoder per modality or kind: image=efficientnet_lite0,text=minilm",
+    ),
+    dim: Optional[int] = typer.Option(None, help="Token / fused vector width (default 64)"),
+    modality_dropout: Optional[float] = typer.Option(
+        None, help="Per-sample probability of hiding each modality in training (default 0.5)",
+    ),
+    aux_weight: Optional[float] = typer.Option(None, help="Weight of the unimodal auxiliary losses (default 1.0)"),
+    token_budget: Optional[str] = typer.Option(None, help=c.TOKEN_BUDGET_HELP + " (train with it, too)"),
+    reducer: Optional[str] = typer.Option(None, help=c.REDUCER_HELP),
+    align: Optional[str] = typer.Option(
+        None, help="Also align modalities (clip | siglip | symile | ...): classify and retrieve",
+    ),
+    align_weight: Optional[float] = typer.Option(
+        None, help="Weight of the alignment objective in the loss (default 1.0)",
+    ),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs, early stopping on validation (default 40)"),
+    batch_size: Optional[int] = typer.Option(None, help="(default 64)"),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 0.002)"),
+    patience: Optional[int] = typer.Option(
+        None, help="Epochs without validation improvement before stopping (default 8)",
+    ),
+    val_fraction: Optional[float] = typer.Option(
+        None, help="Rows held out for early stopping without --validation (default 0.1)",
+    ),
+    seed: Optional[int] = typer.Option(None, help="(default 0)"),
+    validation: Optional[Path] = typer.Option(None, help="Validation table (default: hold out --val-fraction)"),
+    kinds: Optional[str] = typer.Option(None, help="Override column kinds: col=image,col2=ignore,..."),
+    group: Optional[str] = typer.Option(
+        None, "--group", "--groups", help="Group columns into one modality: vitals=hr+bp,scan=ct_path",
+    ),
+    use: Optional[str] = typer.Option(None, help="Keep only these modalities (comma-separated)"),
+    ignore: Optional[str] = typer.Option(None, help="Columns to ignore (comma-separated)"),
+    task: Optional[str] = typer.Option(None, help="classify | regress (default: inferred from the label)"),
+    on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+) -> None:
+    """Train a model on a table and save it to --out."""
+    from polymodal.recipes.fit import fit as fit_
+
+    alignment = c.given(objective=align, weight=align_weight)
+    flags = c.given(
+        fusion=fusion, encoders=c.encoder_flag(encoders), dim=dim, modality_dropout=modality_dropout,
+        aux_weight=aux_weight, tokens=c.tokens_flag(token_budget, reducer), align=alignment or None, epochs=epochs,
+        batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction, seed=seed,
+    )
+    options = c.layered(flags, sets)  # the recipe checks names, options and --out before reading the table
+    if align is None and align_weight is not None:
+        _check_align_weight(options, preset, config)
+    model = fit_(
+        train, label, validation=validation, kinds=c.kinds(kinds), groups=c.groups(group), use=c.names(use),
+        ignore=c.names(ignore) or (), task=task, out=out, preset=preset, config=config, on_error=on_error, **options,
+    )
+    info = model.info
+    c.done("saved", f"{out}  ({model!r})")
+    c.say(
+        f"trained {info['training']['epochs_run']} epochs in {info['train_s']:.1f}s; "
+        f"best validation: {_fmt_best(info['training'])}; decode: {info['decode_report']['errors'] or 'no errors'}"
+    )
+
+
+def _check_align_weight(options: dict[str, Any], preset: Optional[str], config: Optional[Path]) -> None:
+    """``--align-weight`` alone re-weights an alignment the preset / config sets; it never turns one on."""
+    from polymodal.config import ConfigError, resolve
+
+    rest = dict(options)
+    weight = dict(rest.pop("align", None) or {})
+    weight.pop("weight", None)
+    if weight:
+        rest["align"] = weight
+    cfg, _ = resolve(rest, preset=preset, config=config)
+    if cfg.align is None:
+        raise ConfigError("--align-weight weighs an alignment objective: give one with --align clip (or siglip, ...)")
+
+
+def _fmt_best(training: dict) -> str:
+    for k, v in training.items():
+        if k.startswith("best_val") and v is not None:
+            return f"{k[5:]}={v:.4f} (epoch {training.get('best_epoch')})"
+    return "n/a"
+
+
+@c.guarded
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory written by `polymodal fit` or `polymodal align`"),
+    data: Path = typer.Argument(..., help="Labelled table"),
+    out: Optional[Path] = typer.Option(None, help="Write the metrics JSON here"),
+    subsets: bool = typer.Option(True, help="Also score every non-empty subset of modalities"),
+    on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+    label: Optional[str] = typer.Option(None, help="Alignment runs: label column for class-level retrieval"),
+    token_budget: Optional[str] = typer.Option(None, help=c.TOKEN_BUDGET_HELP),
+    reducer: Optional[str] = typer.Option(None, help=c.REDUCER_HELP),
+) -> None:
+    """Metrics (accuracy, macro-F1, confusion matrix) plus accuracy for every subset of modalities; for an
+    alignment run (`polymodal align`): R@1/5/10 and median rank in both directions, modality gap."""
+    from polymodal.recipes.loading import load
+    from polymodal.recipes.runs import run_type
+
+    if run_type(run) == "align":
+        return _evaluate_align(run, data, out, label, on_error)
+    from polymodal.evaluate.report import metrics_table
+
+    model = with_budget(load(run), token_budget, reducer)
+    res = model.evaluate(data, subsets=subsets, on_error=on_error)
+    c.out.print(metrics_table(res, model.schema.task))
+    if out:
+        c.write_json(res, out)
+        c.done("wrote", out)
+
+
+def with_budget(model: Any, token_budget: Optional[str], reducer: Optional[str]) -> Any:
+    """The loaded model, or a copy of it under the requested token budget (``Model.with_token_budget``)."""
+    from polymodal.errors import PolymodalError
+
+    b = c.budget(token_budget)
+    if b is None and not reducer:
+        return model
+    tokens = model.cfg.tokens
+    try:
+        return model.with_token_budget(tokens.budget if b is None else b, reducer or tokens.reducer)
+    except ValueError as e:  # a budget naming unknown modalities, an unknown reducer
+        raise PolymodalError(str(e)) from None
+
+
+def _evaluate_align(run: Path, data: Path, out: Optional[Path], label: Optional[str], on_error: str) -> None:
+    """The retrieval branch of ``evaluate``: R@k and median rank per direction and level, the modality gap."""
+    from polymodal.recipes.loading import load
+
+    res = load(run).evaluate(data, label=label, on_error=on_error)
+    rows = [
+        [direction, level, *(f"{s[k]:.3f}" for k in ("R@1", "R@5", "R@10")), f"{s['median_rank']:g}"]
+        for direction, r in res["retrieval"].items() for level, s in r.items()
+    ]
+    title = f"retrieval on {res['n']} rows" + (f" (class = {res['label']})" if res["label"] else "")
+    c.out.print(c.table(title, ["direction", "level", "R@1", "R@5", "R@10", "median rank"], rows))
+    gaps = res["modality_gap"]
+    for pair, after in gaps["after"].items():
+        before = gaps.get("before", {}).get(pair)
+        c.say(f"modality gap {pair}: {after:.3f}" + ("" if before is None else f" (before alignment: {before:.3f})"))
+    if out:
+        c.write_json(res, out)
+        c.done("wrote", out)
+
+
+@c.guarded
+def predict(
+    run: Path = typer.Argument(..., help="Run directory written by `polymodal fit`"),
+    data: Path = typer.Argument(..., help="Table to predict"),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .csv / .parquet / .jsonl"),
+    on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+) -> None:
+    """Predict every row of a table; writes predictions (and class probabilities)."""
+    from polymodal.recipes.loading import load
+
+    preds = load(run).predict(data, on_error=on_error)
+    c.write_table(preds, out)
+    errs = preds.attrs.get("decode_report", {}).get("errors")
+    c.done("wrote", f"{len(preds)} predictions to {out}" + (f" (treated as missing: {errs})" if errs else ""))
