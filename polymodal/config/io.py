@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,7 @@ from polymodal.registry import Component
 from polymodal.tokens.spec import TokenBudget
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 # --------------------------------------------------------------------------------------------- dataclass <-> dict
@@ -108,6 +110,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tp(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in value.items()})
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; JSON and YAML 1.2 read a number
     if tp in (int, float, str, bool) and not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
         raise ConfigError(f"{where} expects {tp.__name__}, got {value!r}")
     return value
@@ -158,6 +162,8 @@ def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # 1e-3: a number, as in JSON and YAML 1.2
         node: dict[str, Any] = {}
         leaf = node
         for k in keys[:-1]:

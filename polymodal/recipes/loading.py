@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from polymodal import __version__
+from polymodal.errors import PolymodalError
 from polymodal.recipes import aligned as _aligned  # noqa: F401  (registers run type "align")
 from polymodal.recipes import model as _model  # noqa: F401  (registers run type "model")
 from polymodal.recipes.runs import RUN_TYPES, read_run
@@ -13,5 +15,8 @@ from polymodal.recipes.runs import RUN_TYPES, read_run
 def load(path: str | Path) -> Any:
     """A ``Model`` saved by ``fit`` or an ``AlignedModel`` saved by ``align`` (``--out`` of either command)."""
     cfg, schema, info = read_run(path)
-    cls = RUN_TYPES.get(str(cfg.get("run_type", "model")))
-    return cls.from_run(path, cfg, schema, info)
+    kind = str(cfg.get("run_type", "model"))
+    if kind not in RUN_TYPES:
+        raise PolymodalError(f"{path} holds a run of type {kind!r}, which this polymodal ({__version__}) cannot load; "
+                             f"it loads {', '.join(RUN_TYPES.names())}")
+    return RUN_TYPES.get(kind).from_run(path, cfg, schema, info)

@@ -37,6 +37,14 @@ class BestWeights(L.Callback):
                 self.ckpt_dir.mkdir(parents=True, exist_ok=True)
                 save_file({k: v.contiguous() for k, v in self.state.items()}, str(self.ckpt_dir / "best.safetensors"))
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning reduces the epoch's training metrics after validation ran inside the epoch: the entry written
+        # in on_validation_epoch_end still holds the previous epoch's train_loss, so put this epoch's in.
+        if self.history and self.history[-1].get("epoch") == trainer.current_epoch:
+            for k, v in trainer.callback_metrics.items():
+                if k.startswith("train_"):
+                    self.history[-1][k] = float(v)
+
     def restore(self, net: torch.nn.Module) -> None:
         if self.state is not None:
             net.load_state_dict(self.state)

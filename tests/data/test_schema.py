@@ -81,15 +81,15 @@ def test_kinds_override_and_ignore():
 
 def test_explicit_modalities_grouping():
     df = pd.DataFrame({"hr": [60.0, 70.0], "bp": [120.0, 130.0], "w": [80.0, 90.0], "y": [0, 1]})
-    schema = infer_schema(df, "y", modalities={"vitals": ["hr", "bp"]})
+    schema = infer_schema(df, "y", groups={"vitals": ["hr", "bp"]})
     assert [(s.name, s.kind, s.columns) for s in schema] == [
         ("vitals", "tabular", ["hr", "bp"]),
         ("tabular", "tabular", ["w"]),
     ]
     with pytest.raises(SchemaError, match="mixes column kinds"):
-        infer_schema(_mixed_frame(), "label", modalities={"bad": ["age", "review"]})
+        infer_schema(_mixed_frame(), "label", groups={"bad": ["age", "review"]})
     with pytest.raises(SchemaError, match="'nope'"):
-        infer_schema(df, "y", modalities={"m": ["nope"]})
+        infer_schema(df, "y", groups={"m": ["nope"]})
 
 
 def test_empty_table_error():

@@ -6,21 +6,44 @@ import numpy as np
 import pytest
 import torch
 
+from polymodal.data.dataset import DecodedDataset
 from polymodal.evaluate.attribution import coalition_values, modality_attribution, per_class_summary, shapley_from_values
 from polymodal.evaluate.subsets import modality_subsets
 
 
+class AdditiveNet(torch.nn.Module):
+    """Logits = sum of per-row logit vectors over the modalities present in the batch."""
+
+    has_task = True
+
+    def __init__(self, parts):
+        super().__init__()
+        self.parts = parts
+
+    def forward(self, batch):
+        logits = sum(self.parts[m][batch.index] * p[:, None].float() for m, p in batch.present.items())
+        return SimpleNamespace(logits=logits)
+
+
 class Additive:
-    """Logits = sum of per-modality logit vectors over the modalities kept (a game with known Shapley values)."""
+    """A ``Scorable`` (``net`` + ``schema``) whose logits are the sum of per-modality logit vectors over the
+    modalities kept: a game with known Shapley values."""
 
     def __init__(self, n=6, names=("a", "b", "c"), c=3, seed=0):
         g = torch.Generator().manual_seed(seed)
         self.modalities = list(names)
         self.parts = {m: torch.randn(n, c, generator=g) for m in names}
-        self.schema = SimpleNamespace(task="classify", classes=[f"k{i}" for i in range(c)], target_stats=None)
+        self.net = AdditiveNet(self.parts)
+        self.schema = SimpleNamespace(task="classify", classes=[f"k{i}" for i in range(c)], target_stats=None,
+                                      names=list(names))
         self.n = n
 
-    def _outputs(self, ds, keep=None):
+    def dataset(self):
+        """Every modality present on every row (the inputs themselves are never read)."""
+        return DecodedDataset({m: ({"x": np.zeros((self.n, 1), np.float32)}, np.ones(self.n, bool))
+                               for m in self.modalities})
+
+    def logits(self, keep=None):
         keep = self.modalities if keep is None else keep
         return sum(self.parts[m] for m in keep)
 
@@ -35,15 +58,14 @@ def test_shapley_matches_the_two_player_closed_form():
 
 def test_shapley_is_efficient_symmetric_and_loo_is_a_difference():
     model = Additive()
-    ds = SimpleNamespace(__len__=lambda self: 6)
-    ds = type("DS", (), {"__len__": lambda self: 6})()
+    ds = model.dataset()
     att = modality_attribution(model, ds)
     total = sum(att["shapley"].values())
     assert np.allclose(total, att["value_all"] - att["value_empty"])  # efficiency
-    full = model._outputs(None)
+    full = model.logits()
     pred = full.argmax(-1)
     p_full = full.softmax(-1).gather(1, pred[:, None])[:, 0].numpy()
-    p_wo_a = model._outputs(None, keep=("b", "c")).softmax(-1).gather(1, pred[:, None])[:, 0].numpy()
+    p_wo_a = model.logits(keep=("b", "c")).softmax(-1).gather(1, pred[:, None])[:, 0].numpy()
     assert np.allclose(att["loo"]["a"], p_full - p_wo_a)
     # a modality that never changes the logits gets exactly zero
     model.parts["c"] = torch.zeros_like(model.parts["c"])
@@ -53,7 +75,7 @@ def test_shapley_is_efficient_symmetric_and_loo_is_a_difference():
 
 def test_loo_only_mode_and_the_shapley_limit():
     model = Additive(names=tuple("abcdef"))
-    ds = type("DS", (), {"__len__": lambda self: 6})()
+    ds = model.dataset()
     att = modality_attribution(model, ds)  # 6 > 5 modalities: leave-one-out only
     assert "shapley" not in att and set(att["loo"]) == set("abcdef")
     with pytest.raises(ValueError, match="leave-one-out"):
@@ -62,7 +84,7 @@ def test_loo_only_mode_and_the_shapley_limit():
 
 def test_coalition_values_cover_every_subset_and_per_class_summary():
     model = Additive()
-    ds = type("DS", (), {"__len__": lambda self: 6})()
+    ds = model.dataset()
     values, pred = coalition_values(model, ds)
     assert len(values) == 1 + len(modality_subsets(model.modalities))
     assert np.allclose(values[frozenset()], 1 / 3)

@@ -64,12 +64,12 @@ def test_robustness_on_a_table_writes_json_and_plots(xor_model, tmp_path):
 def test_expert_utilisation_for_moe_only(xor_model, xor_test_ds):
     import polymodal as pm
     from polymodal.evaluate.robustness import expert_utilisation
-    from polymodal.predictor import decode_for
+    from polymodal.data.decode import decode
     from tests.xor_data import GROUPS, xor_table
 
     assert expert_utilisation(xor_model, xor_test_ds) is None  # concat has no experts
-    moe = pm.fit(xor_table(64), "y", fusion="moe", modalities=GROUPS, epochs=1, dim=16, progress=False,
-                 fusion_options={"experts": 3})
-    ds = decode_for(moe.schema, xor_table(40, seed=5), progress=False)[1]
+    moe = pm.fit(xor_table(64), "y", fusion={"name": "moe", "options": {"experts": 3}}, groups=GROUPS, epochs=1,
+                 dim=16, progress=False)
+    ds = decode(moe.schema, xor_table(40, seed=5), progress=False).dataset
     util = expert_utilisation(moe, ds)
     assert set(util) == {"a", "b"} and all(len(u) == 3 and abs(sum(u) - 1) < 1e-4 for u in util.values())

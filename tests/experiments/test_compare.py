@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from polymodal.compare import compare, resolve_fusions, split_table, summarize
+from polymodal.experiments.compare import compare, resolve_fusions, split_table, summarize
 from polymodal.errors import PolymodalError
 from tests.xor_data import GROUPS, xor_table
 
@@ -27,7 +27,7 @@ def test_split_table_is_stratified_and_disjoint(tmp_path):
 
 def test_compare_end_to_end_with_integration(tmp_path):
     summary = compare(xor_table(160), "y", test=xor_table(80, seed=1), fusions="late,concat", seeds=(0,), workers=1,
-                      modalities=GROUPS, epochs=6, dim=16, batch_size=32, lr=5e-3, noise=(0.0, 1.0), out=tmp_path)
+                      groups=GROUPS, epochs=6, dim=16, batch_size=32, lr=5e-3, noise=(0.0, 1.0), out=tmp_path)
     models = summary["models"]
     assert set(models) == {"late", "concat", "unimodal:a", "unimodal:b"}
     for name in ("late", "concat"):

@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from polymodal.cli import app
+from polymodal.cli.app import app
 
 
 def test_demo_quick_writes_results(tmp_path):

@@ -8,13 +8,13 @@ import polymodal as pm
 from polymodal.index import Index
 from polymodal.index.store import IndexError_
 
-from ..align.conftest import GROUP, paired_table
+from ..recipes.conftest import GROUP, paired_table
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "emb"
-    pm.align(paired_table(240), group=GROUP, label="cls", epochs=8, batch_size=64, lr=5e-3, dim=32, embed_dim=16,
+    pm.align(paired_table(240), groups=GROUP, label="cls", epochs=8, batch_size=64, lr=5e-3, dim=32, embed_dim=16,
              progress=False, out=out)
     return out
 
@@ -68,7 +68,7 @@ def test_another_model_is_refused(tmp_path, run):
     data = paired_table(20, seed=2)
     Index.build(run, data, tmp_path / "idx")
     other = tmp_path / "other"
-    pm.align(paired_table(60), group=GROUP, label="cls", epochs=1, dim=16, embed_dim=16, progress=False, out=other)
+    pm.align(paired_table(60), groups=GROUP, label="cls", epochs=1, dim=16, embed_dim=16, progress=False, out=other)
     with pytest.raises(IndexError_, match="another model"):
         Index.build(other, data, tmp_path / "idx")
     dup = pd.concat([data.iloc[:2], data.iloc[:1]])

@@ -1,6 +1,20 @@
+"""``nets/multimodal.py``: the one net — modality dropout, supervised and alignment nets, step supervision."""
+
+import pytest
 import torch
 
-from polymodal.model import drop_modalities
+from polymodal.config.model import AlignSpec, ModelConfig
+from polymodal.nets.multimodal import MultimodalNet, drop_modalities
+from polymodal.registry import Component
+from tests.xor_data import GROUPS, xor_table
+
+
+def _xor(n: int):
+    """(fitted schema, decoded dataset) of ``xor_table(n)`` (modalities a and b, 4 classes)."""
+    from polymodal.recipes.steps import prepare
+
+    prep = prepare(xor_table(n), "y", ModelConfig(), supervised=True, groups=GROUPS, progress=False)
+    return prep.schema, prep.dataset
 
 
 def test_drop_modalities_never_empties_a_sample_and_respects_absence():
@@ -30,15 +44,11 @@ def test_sequential_fusion_supervises_every_step_with_the_task_head():
     """MultiModN: the task head decodes the state after each step a sample took; each such step is supervised."""
     import torch.nn.functional as F
 
-    from polymodal.config import ModelConfig
-    from polymodal.model import MultimodalNet
-    from polymodal.predictor import prepare
     from polymodal.train.module import training_loss
-    from tests.xor_data import GROUPS, xor_table
 
-    schema, ds, _ = prepare(xor_table(16), "y", modalities=GROUPS, progress=False)
+    schema, ds = _xor(16)
     torch.manual_seed(0)
-    net = MultimodalNet(schema, ModelConfig(dim=16, fusion="sequential")).eval()
+    net = MultimodalNet(schema, ModelConfig(dim=16, fusion=Component("sequential"))).eval()
     batch = ds[list(range(16))]
     batch.present["b"] = torch.arange(16) % 2 == 0  # b missing on odd rows: their step 2 did not run
     out = net(batch)
@@ -53,4 +63,46 @@ def test_sequential_fusion_supervises_every_step_with_the_task_head():
     torch.testing.assert_close(loss, expected)
     assert int(m.sum()) == 16 + 8
     # other fusions have no step outputs
-    assert MultimodalNet(schema, ModelConfig(dim=16, fusion="concat")).eval()(batch).step_logits is None
+    assert MultimodalNet(schema, ModelConfig(dim=16, fusion=Component("concat"))).eval()(batch).step_logits is None
+
+
+def test_supervised_net_outputs_and_head_options():
+    schema, ds = _xor(12)
+    cfg = ModelConfig(dim=16, fusion=Component("late"), head=Component("classify", {"dropout": 0.3}))
+    net = MultimodalNet(schema, cfg).eval()
+    assert net.has_task and net.align_head is None and net.head[0].p == 0.3
+    out = net(ds[list(range(12))])
+    assert out.logits.shape == (12, 4) and set(out.aux_logits) == {"a", "b"} and out.align_loss is None
+
+
+def test_alignment_net_has_encoders_and_projections_only():
+    schema, ds = _xor(12)
+    cfg = ModelConfig(dim=16, fusion=None, align=AlignSpec(Component("clip"), embed_dim=8))
+    net = MultimodalNet(schema, cfg)
+    assert not net.has_task and net.fusion is None and net.head is None and net.aux_heads is None
+    batch = ds[list(range(12))]
+    out = net.train()(batch)
+    assert out.logits is None and out.fusion is None and out.align_loss.ndim == 0 and out.align_loss.requires_grad
+    assert net.eval()(batch).align_loss is None  # only in training unless asked
+    assert torch.isfinite(net(batch, align_loss=True).align_loss)
+    emb = net.align_head(net.encode(batch))
+    assert emb["a"].shape == (12, 8)
+    torch.testing.assert_close(emb["a"].norm(dim=-1), torch.ones(12))
+
+
+def test_alignment_net_needs_two_modalities():
+    from polymodal.recipes.steps import prepare
+
+    cfg = ModelConfig(dim=16, fusion=None, align=AlignSpec())
+    prep = prepare(xor_table(12), "y", ModelConfig(), supervised=True, groups={"a": GROUPS["a"]}, use=["a"],
+                   progress=False)
+    with pytest.raises(ValueError, match="at least 2 modalities"):
+        MultimodalNet(prep.schema, cfg)
+
+
+def test_supervised_net_with_a_shared_space_computes_both():
+    schema, ds = _xor(12)
+    cfg = ModelConfig(dim=16, fusion=Component("concat"), align=AlignSpec(Component("siglip"), embed_dim=8))
+    net = MultimodalNet(schema, cfg).train()
+    out = net(ds[list(range(12))], modality_dropout=0.5)
+    assert out.logits.shape == (12, 4) and out.align_loss is not None

@@ -119,3 +119,63 @@ def test_regression_on_tabular_and_text_learns():
     assert m["r2"] > 0.8, m
     preds = model.predict(df.iloc[300:])["prediction"]
     assert abs(preds.mean() - df["y"].iloc[300:].mean()) < 0.5
+
+
+# ------------------------------------------------------------------------- the configuration language, through fit
+def test_components_by_kind_and_by_name_reach_the_net(tmp_path):
+    from polymodal.registry import Component
+    from tests.xor_data import GROUPS, xor_table
+
+    model = pm.fit(
+        xor_table(24), "y", groups=GROUPS, epochs=1, dim=16, progress=False, out=tmp_path / "run",
+        encoders={"tabular": {"name": "tabular_ft", "options": {"layers": 2}}, "b": {"name": "tabular_ft"}},
+        fusion={"name": "transformer", "options": {"layers": 1}},
+        head={"name": "classify", "options": {"dropout": 0.0}},
+    )
+    assert model.cfg.fusion == Component("transformer", {"layers": 1})
+    assert len(model.net.encoders["a"].blocks) == 2  # the kind's entry
+    assert len(model.net.encoders["b"].blocks) == 1  # the modality's own entry wins over its kind
+    assert model.net.head[0].p == 0.0
+    loaded = pm.load(tmp_path / "run")
+    assert loaded.cfg == model.cfg and loaded.train_cfg == model.train_cfg
+    with pytest.raises(pm.PolymodalError, match=r"modality \(or kind\) in encoders 'c'"):
+        pm.fit(xor_table(24), "y", groups=GROUPS, encoders={"c": "tabular_ft"}, epochs=1, progress=False)
+
+
+def test_token_budget_is_one_option_and_saved_with_the_run(tmp_path):
+    from polymodal.tokens.spec import TokenBudget
+    from tests.xor_data import GROUPS, xor_table
+
+    tokens = {"budget": 0.5, "reducer": {"name": "merge", "options": {"prop_attn": False}}, "train_budgets": [0.5, 1.0]}
+    model = pm.fit(xor_table(24), "y", groups=GROUPS, tokens=tokens, epochs=1, dim=16, progress=False,
+                   out=tmp_path / "run")
+    assert model.cfg.tokens == TokenBudget(0.5, {"name": "merge", "options": {"prop_attn": False}},
+                                           train_budgets=(0.5, 1.0))
+    assert not model.cfg.tokens.use_prop_attn
+    assert pm.load(tmp_path / "run").cfg.tokens == model.cfg.tokens
+    half = model.with_token_budget(0.25, reducer={"name": "prune"})
+    assert half.cfg.tokens.budget == 0.25 and model.cfg.tokens.budget == 0.5  # a copy; the model is unchanged
+
+
+def test_small_tables_hold_out_by_the_one_splitter():
+    """Below 10 rows nothing is held out; from 10 on, val_fraction of the rows (stratified for classification)."""
+    from tests.xor_data import GROUPS, xor_table
+
+    small = pm.fit(xor_table(9), "y", groups=GROUPS, epochs=1, dim=16, progress=False)
+    assert (small.info["n_train"], small.info["n_val"]) == (9, 0)
+    frame = xor_table(14).drop(columns="y").assign(t=np.linspace(0.0, 1.3, 14) ** 2)
+    reg = pm.fit(frame, "t", groups=GROUPS, task="regress", epochs=1, dim=16, progress=False, val_fraction=0.2)
+    assert reg.schema.task == "regress" and (reg.info["n_train"], reg.info["n_val"]) == (11, 3)  # round(2.8)
+
+
+def test_model_exposes_cfg_and_refuses_out_that_is_a_file(tmp_path):
+    from tests.xor_data import GROUPS, xor_table
+
+    model = pm.fit(xor_table(12), "y", groups=GROUPS, epochs=1, dim=16, progress=False)
+    assert model.cfg.dim == 16 and model.train_cfg.epochs == 1 and not hasattr(model, "model_cfg")
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(pm.PolymodalError, match="it is a file"):
+        pm.fit(xor_table(12), "y", groups=GROUPS, epochs=1, progress=False, out=f)
+    with pytest.raises(pm.PolymodalError, match="on_error"):
+        pm.fit(xor_table(12), "y", groups=GROUPS, on_error="skip", progress=False)

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import polymodal as pm
-from polymodal.config import TrainConfig
+from polymodal.config.model import TrainConfig
 from polymodal.train.module import build_optimizer
 
 pytest.importorskip("transformers")
@@ -29,8 +29,8 @@ def table(n=40, seed=0):
 
 def fit(tiny, tmp_path, **encoder_options):
     return pm.fit(
-        table(), label="label", fusion="concat", encoders={"caption": "hf_text"},
-        encoder_options={"caption": {"path": str(tiny("bert")), **encoder_options}},
+        table(), label="label", fusion="concat",
+        encoders={"caption": {"name": "hf_text", "options": {"path": str(tiny("bert")), **encoder_options}}},
         epochs=2, batch_size=16, dim=16, progress=False, out=tmp_path / "run",
     )
 
@@ -91,7 +91,7 @@ def test_reload_refuses_changed_weights(tiny, tmp_path):
     folder = tmp_path / "bert-copy"
     shutil.copytree(tiny("bert"), folder)
     pm.fit(
-        table(), label="label", encoders={"caption": "hf_text"}, encoder_options={"caption": {"path": str(folder)}},
+        table(), label="label", encoders={"caption": {"name": "hf_text", "options": {"path": str(folder)}}},
         epochs=1, batch_size=16, dim=16, progress=False, out=tmp_path / "run",
     )
     pm.load(tmp_path / "run")  # unchanged: fine
@@ -112,8 +112,7 @@ def test_fit_with_a_pretrained_image_tower(tiny, tmp_path):
         labels.append("left" if i % 2 else "all")
     frame = pd.DataFrame({"picture": images, "label": labels})
     model = pm.fit(
-        frame, label="label", encoders={"picture": "hf_vision"},
-        encoder_options={"picture": {"path": str(tiny("vit"))}},
+        frame, label="label", encoders={"picture": {"name": "hf_vision", "options": {"path": str(tiny("vit"))}}},
         epochs=2, batch_size=8, dim=16, progress=False, out=tmp_path / "run",
     )
     opts = model.schema["picture"].options
