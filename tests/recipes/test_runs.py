@@ -132,7 +132,7 @@ def test_an_unknown_run_type_is_a_clear_error(run):
     cfg["run_type"] = "pretrain"
     (run / "config.json").write_text(json.dumps(cfg))
     assert run_type(run) == "pretrain"
-    with pytest.raises(PolymodalError, match=r"unknown run type 'pretrain'.*align, model") as e:
+    with pytest.raises(PolymodalError, match=r"run holds a run of type 'pretrain'.*cannot load; it loads align, model") as e:
         pm.load(run)
     _clear(e.value)
     frames = traceback.extract_tb(e.value.__traceback__)
