@@ -16,7 +16,8 @@ def encoder_components(schema: Schema, cfg: ModelConfig) -> dict[str, Component]
     kinds = {s.kind for s in schema}
     for key in cfg.encoders:
         if key not in schema.names and key not in kinds:
-            raise ConfigError(unknown_message("modality (or kind) in encoders", key, sorted({*schema.names, *kinds})))
+            raise ConfigError(_column_hint(schema, key, cfg.encoders[key]) or unknown_message(
+                "modality (or kind) in encoders", key, sorted({*schema.names, *kinds})))
     out = {}
     for s in schema:
         comp = cfg.encoders.get(s.name) or cfg.encoders.get(s.kind) or Component(DEFAULT_ENCODER[s.kind])
@@ -24,6 +25,26 @@ def encoder_components(schema: Schema, cfg: ModelConfig) -> dict[str, Component]
             ENCODERS.get(comp.name)  # raises UnknownNameError with the valid names
         out[s.name] = comp
     return out
+
+
+def _column_hint(schema: Schema, key: str, comp: Component) -> str | None:
+    """The message for an ``encoders`` key that names a column rather than a modality: the label, or a column
+    that joined a modality with others (the ``tabular`` one: numbers and strings with few distinct values)."""
+    if key == schema.label:
+        return (f"encoders names {key!r}, the label column: it is what the model predicts, not an input. "
+                f"Name a modality ({', '.join(schema.names)}) or a kind")
+    spec = next((s for s in schema if key in s.columns), None)
+    if spec is None:
+        return None
+    accepts = ENCODERS.get(comp.name).kind if comp.name in ENCODERS else ()
+    if len(spec.columns) == 1 and (not accepts or spec.kind in accepts):
+        return f"encoders names column {key!r}, whose modality is named {spec.name!r}: key it by {spec.name!r}"
+    kind = "text" if not accepts or "text" in accepts else accepts[0]
+    why = " (numbers, or strings with few distinct values)" if spec.kind == "tabular" else ""
+    others = f" with {len(spec.columns) - 1} other column(s)" if len(spec.columns) > 1 else ""
+    return (f"encoders names column {key!r}, which was read as {spec.kind}{why} and joined modality {spec.name!r}"
+            f"{others}; to give it its own {comp.name!r} encoder, pass kinds={{{key!r}: {kind!r}}} "
+            f"(CLI --kinds {key}={kind})")
 
 
 def build_encoders(schema: Schema, cfg: ModelConfig) -> nn.ModuleDict:

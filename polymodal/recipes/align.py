@@ -44,11 +44,22 @@ def align(
     """Align the modalities of a table of paired records in one shared space.
 
     ``use`` keeps only these modalities (names as inferred from the columns, or as grouped with ``groups``);
-    ``label`` names an optional column that is not an input (kept for class-level evaluation). ``objective``
-    (default ``clip``, or what ``preset`` / ``config`` say): ``clip`` | ``siglip`` (pairwise over >= 3 modalities) | ``symile`` | ``pairwise`` | ``anchor``, a name or
-    ``{"name": ..., "options": {...}}``. The shared-space fields (``embed_dim``, ``projection``,
-    ``uniformity_weight``) may be given flat; every other option is a ``ModelConfig`` / ``TrainConfig`` field,
-    layered over ``preset`` and ``config`` as in ``fit``.
+    ``label`` names an optional column that is not an input (kept for class-level evaluation). Every other column
+    is an input unless ``ignore`` (or ``kinds={col: "ignore"}``) leaves it out; without ``label`` and ``use``, a
+    column that looks like a label (few distinct values, folded into the ``tabular`` input) is noted once on
+    stderr. ``kinds`` / ``groups`` / ``on_error`` / ``validation`` / ``encoders`` (a column of a few distinct
+    strings named there takes its encoder's kind) work as in ``fit``. ``objective``
+    (default ``clip``, or what ``preset`` / ``config`` say): ``clip`` | ``siglip`` (pairwise over >= 3 modalities)
+    | ``symile`` | ``pairwise`` | ``anchor``, a name or ``{"name": ..., "options": {...}}``. The shared-space
+    fields (``embed_dim``, ``projection``, ``weight``, ``uniformity_weight``) may be given flat; every other
+    option is a ``ModelConfig`` / ``TrainConfig`` field, layered over ``preset`` and ``config`` as in ``fit``
+    (the alignment defaults: no fusion, ``batch_size=128``, ``patience=5``).
+
+    ``max_minutes`` is the training time limit: a wall-clock cap in minutes (default None: no limit, only
+    ``epochs`` and early stopping end training). When it runs out, training stops and the model keeps the best
+    validation weights so far (the last weights without a validation split) (CLI ``--set max_minutes=10``).
+
+    The result: ``embed``, ``encode``, ``zero_shot``, ``prototype_classify``, ``evaluate`` (retrieval), ``save``.
     """
     on_error = check_on_error(on_error)
     for key in options:

@@ -103,9 +103,10 @@ class AlignedModel(Estimator):
         frame, emb, present, report = self.embed_arrays(table, on_error=on_error, names=[m])
         scores = emb[m] @ protos.T
         pred = np.asarray(classes, dtype=object)[scores.argmax(1)]
-        out = pd.DataFrame({"prediction": np.where(present[m], pred, None)}, index=frame.index)
-        for i, c in enumerate(classes):
-            out[f"score_{c}"] = np.where(present[m], scores[:, i], np.nan)
+        scores = np.where(present[m][:, None], scores, np.nan)
+        cols = {"prediction": np.where(present[m], pred, None)}
+        cols.update({f"score_{c}": scores[:, i] for i, c in enumerate(classes)})
+        out = pd.DataFrame(cols, index=frame.index)  # built at once: no column-by-column insertion
         out.attrs["modality"] = m
         out.attrs["decode_report"] = report.to_dict()
         return out

@@ -37,17 +37,28 @@ def fit(
 ) -> Model:
     """Train a model on a table (DataFrame or a CSV / Parquet / JSONL path) and return it (saved to ``out``).
 
-    ``label`` names the target column. Columns map to modalities automatically; override with ``kinds``
-    (column -> kind or ``"ignore"``), ``groups`` (modality name -> columns) and ``use`` (keep only these
-    modalities, e.g. for a unimodal baseline). ``validation`` is a separate table; without one, ``val_fraction``
-    of the rows (stratified) is held out for early stopping. ``on_error``: ``raise`` | ``missing`` (undecodable
-    cells are treated as missing, counted and reported).
+    ``label`` names the target column (never an input). Columns map to modalities automatically; override with
+    ``kinds`` (column -> kind or ``"ignore"``), ``groups`` (modality name -> columns), ``ignore`` (columns to
+    leave out) and ``use`` (keep only these modalities, e.g. for a unimodal baseline). A column of a few distinct
+    strings is read as tabular; naming it in ``encoders`` with an encoder of another kind (``encoders={"name":
+    "minilm"}``) makes it that kind, recorded in ``model.info["inferred"]``. ``task``: ``classify`` | ``regress``
+    (default: inferred from the label). ``validation`` is a separate table; without one, ``val_fraction`` of the
+    rows (stratified) is held out for early stopping. ``on_error``: ``raise`` | ``missing`` (undecodable cells are
+    treated as missing, counted and reported).
 
-    The configuration comes in layers, later wins: the library defaults < ``preset`` (``pm.config.list_presets()``)
+    The configuration comes in layers, later wins: the library defaults < ``preset`` (``pm.list_presets()``)
     < ``config`` (a YAML / JSON file or a dict) < keyword ``options``: any field of ``ModelConfig`` (``dim``,
     ``fusion``, ``encoders``, ``head``, ``modality_dropout``, ``aux_weight``, ``align``, ``tokens``) or
     ``TrainConfig`` (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``val_fraction``, ``patience``,
     ``seed``, ``max_minutes``). Components take a name or ``{"name": ..., "options": {...}}``.
+
+    ``max_minutes`` is the training time limit: a wall-clock cap in minutes (default None: no limit, only
+    ``epochs`` and early stopping end training). When it runs out, training stops and the model keeps the best
+    validation weights so far (the last weights without a validation split), e.g. ``fit(df, "y",
+    max_minutes=10)`` (CLI ``--set max_minutes=10``).
+
+    The model: ``predict`` (labels, plus ``proba_<class>`` columns), ``predict_proba`` (one column per class),
+    ``evaluate(data, metrics=[...])``, ``embed`` (with ``align=``), ``save``; ``pm.load`` reads a saved run.
     """
     on_error = check_on_error(on_error)
     cfg, train_cfg = resolve(options, preset=preset, config=config)

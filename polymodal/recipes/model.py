@@ -1,14 +1,19 @@
-"""``Model``: a trained supervised run — ``predict`` / ``evaluate`` / ``embed`` / ``save``; ``pm.load`` reads it."""
+"""``Model``: a trained supervised run — ``predict`` / ``predict_proba`` / ``evaluate`` / ``embed`` / ``save``;
+``pm.load`` reads it."""
 
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import pandas as pd
+import torch
 
 from polymodal.data.labels import decode_predictions
+from polymodal.errors import PolymodalError, unknown_message
 from polymodal.evaluate.scoring import outputs, targets, task_metrics
 from polymodal.evaluate.subsets import modality_subsets, subset_key
 from polymodal.recipes.estimator import Estimator
@@ -44,27 +49,93 @@ class Model(Estimator):
         return Model(self.schema, cfg, self.train_cfg, net, dict(self.info))
 
     def predict(self, data: Any, *, on_error: str = "raise", proba: bool = True, progress: bool = True) -> pd.DataFrame:
-        """Predictions for every row, indexed like the input; class probabilities as ``proba_<class>`` columns."""
-        frame, ds, report = self.decode(data, on_error=on_error, labels="ignore", progress=progress)
-        out = outputs(self, ds)
-        result = pd.DataFrame({"prediction": decode_predictions(self.schema, out.numpy())}, index=frame.index)
+        """Predictions for every row, indexed like the input; class probabilities as ``proba_<class>`` columns
+        (classification, with ``proba``). ``predict_proba`` gives the probabilities alone, columns named by class."""
+        frame, out, report = self._outputs(data, on_error=on_error, progress=progress)
+        cols: dict[str, Any] = {"prediction": decode_predictions(self.schema, out.numpy())}
         if proba and self.schema.task == "classify":
             p = out.softmax(-1).numpy()
-            for i, c in enumerate(self.schema.classes):
-                result[f"proba_{c}"] = p[:, i]
+            cols.update({f"proba_{c}": p[:, i] for i, c in enumerate(self.schema.classes)})
+        result = pd.DataFrame(cols, index=frame.index)  # built at once: no column-by-column insertion
         result.attrs["decode_report"] = report.to_dict()
         return result
 
-    def evaluate(self, data: Any, *, subsets: bool = True, on_error: str = "raise", progress: bool = True) -> dict[str, Any]:
-        """Task metrics on a labelled table; with ``subsets``, the same for every non-empty subset of modalities."""
+    def predict_proba(self, data: Any, *, on_error: str = "raise", progress: bool = True) -> pd.DataFrame:
+        """Class probabilities (scikit-learn / AutoGluon style): one row per input row, indexed like the input, one
+        column per class named by the class label (``model.schema.classes``, in that order); rows sum to 1.
+        Classification only: a regression model raises (use ``predict``)."""
+        if self.schema.task != "classify":
+            raise PolymodalError(
+                f"predict_proba needs a classification model; this one regresses {self.schema.label!r} "
+                "(task='regress'): use model.predict(data) for its predictions"
+            )
+        frame, out, report = self._outputs(data, on_error=on_error, progress=progress)
+        result = pd.DataFrame(out.softmax(-1).numpy(), index=frame.index, columns=pd.Index(self.schema.classes))
+        result.attrs["decode_report"] = report.to_dict()
+        return result
+
+    def _outputs(self, data: Any, *, on_error: str, progress: bool):
+        """(frame, raw head outputs [N, n_out], decode report) of an unlabelled (or labelled) table."""
+        frame, ds, report = self.decode(data, on_error=on_error, labels="ignore", progress=progress)
+        return frame, outputs(self, ds), report
+
+    def metric_names(self) -> list[str]:
+        """The names ``evaluate(metrics=...)`` accepts: what ``task_metrics`` gives for this model's task
+        (classification: accuracy, macro_f1, confusion_matrix, n; regression: rmse, mae, r2, n)."""
+        # read off task_metrics itself (one dummy row), so this list cannot drift from evaluate/metrics.py
+        n_out = len(self.schema.classes or ()) if self.schema.task == "classify" else 1
+        dtype = torch.long if self.schema.task == "classify" else torch.float32
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # r2 of one row, F1 of absent classes
+            return sorted(task_metrics(self.schema, torch.zeros(1, n_out), torch.zeros(1, dtype=dtype)))
+
+    def evaluate(
+        self,
+        data: Any,
+        *,
+        metrics: str | Sequence[str] | None = None,
+        subsets: bool = True,
+        on_error: str = "raise",
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Task metrics on a labelled table; with ``subsets``, the same for every non-empty subset of modalities.
+
+        ``metrics`` keeps only the named ones (``model.metric_names()``; classification: ``accuracy``,
+        ``macro_f1``, ``confusion_matrix``, ``n``; regression: ``rmse``, ``mae``, ``r2``, ``n``); an unknown name
+        is an error before the table is read. Default: all of them (no confusion matrix for the subsets).
+        """
+        names = self._check_metrics(metrics)
         _, ds, report = self.decode(data, on_error=on_error, labels="require", progress=progress)
         target = targets(ds)
-        results: dict[str, Any] = {"metrics": task_metrics(self.schema, outputs(self, ds), target)}
-        if subsets and len(self.modalities) > 1:
+        confusion = names is None or "confusion_matrix" in names
+        results: dict[str, Any] = {
+            "metrics": _keep(task_metrics(self.schema, outputs(self, ds), target, confusion=confusion), names)
+        }
+        sub_names = None if names is None else [n for n in names if n != "confusion_matrix"]
+        if subsets and len(self.modalities) > 1 and (sub_names is None or sub_names):
             results["subsets"] = {
-                subset_key(s): task_metrics(self.schema, outputs(self, ds, keep=s), target, confusion=False)
+                subset_key(s): _keep(task_metrics(self.schema, outputs(self, ds, keep=s), target, confusion=False),
+                                     sub_names)
                 for s in modality_subsets(self.modalities)
             }
         results["present_fraction"] = {m: float(p.float().mean()) for m, p in ds.present.items()}
         results["decode_report"] = report.to_dict()
         return results
+
+    def _check_metrics(self, metrics: str | Sequence[str] | None) -> list[str] | None:
+        if metrics is None:
+            return None
+        names = [metrics] if isinstance(metrics, str) else list(metrics)
+        valid = self.metric_names()
+        task = "classification" if self.schema.task == "classify" else "regression"
+        if not names:
+            raise PolymodalError(f"metrics=[] names no metric; a {task} model gives {', '.join(valid)} "
+                                 "(or leave metrics unset for all of them)")
+        for n in names:
+            if n not in valid:
+                raise PolymodalError(f"{unknown_message('metric', n, valid)} (for a {task} model)")
+        return list(dict.fromkeys(names))
+
+
+def _keep(values: dict[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+    return dict(values) if names is None else {n: values[n] for n in names}

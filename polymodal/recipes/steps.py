@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from polymodal.data.table import decode_table, fit_schema, read_table
 from polymodal.errors import SchemaError
 from polymodal.nets.build import prepare_schema
 from polymodal.nets.multimodal import MultimodalNet
+from polymodal.recipes.columns import check_encoder_keys, check_label_not_grouped, kinds_from_encoders, note_label_like
 from polymodal.train.loop import train_net
 
 
@@ -37,6 +38,7 @@ class Prepared:
     dataset: DecodedDataset
     ctx: DecodeContext
     t0: float  # when the recipe started (decode time is measured from here)
+    inferred: dict[str, Any] = field(default_factory=dict)  # column -> the kind its requested encoder implied
 
 
 def prepare(
@@ -55,13 +57,18 @@ def prepare(
 ) -> Prepared:
     """Read a training table, infer and fit its schema, decode it once.
 
-    ``label``: the target (``supervised``) or an optional column kept out of the inputs (alignment). ``use``
-    keeps only these modalities; each modality's encoder first states the preprocessing it needs (a pretrained
-    tokenizer, an image size), which is stored in the schema.
+    ``label``: the target (``supervised``) or an optional column kept out of the inputs (alignment); it is never
+    an input. A column named in ``cfg.encoders`` that would be tabular takes the kind its encoder reads (recorded
+    in ``Prepared.inferred``). ``use`` keeps only these modalities; without ``use`` and ``label``, an alignment
+    notes on stderr (once) a column that looks like a label. Each modality's encoder first states the
+    preprocessing it needs (a pretrained tokenizer, an image size), which is stored in the schema.
     """
     t0 = time.perf_counter()
     frame, base_dir = read_table(train)
-    schema = infer_schema(frame, label, kinds=kinds, groups=groups, ignore=ignore, task=task)
+    check_label_not_grouped(label, groups)
+    all_kinds, inferred = kinds_from_encoders(frame, label, cfg, kinds=kinds, groups=groups, ignore=ignore)
+    schema = infer_schema(frame, label, kinds=all_kinds, groups=groups, ignore=ignore, task=task)
+    check_encoder_keys(schema, frame, cfg)
     if use is not None:
         unknown = set(use) - set(schema.names)
         if unknown:
@@ -72,6 +79,8 @@ def prepare(
             f"alignment needs at least 2 modalities; the table gives {schema.names}. "
             "Add another input column, or name two with use=[...]"
         )
+    if use is None and label is None and not supervised:
+        note_label_like(schema, frame, groups, all_kinds)
     ctx = DecodeContext(base_dir=base_dir, on_error=on_error)
     target = None
     if supervised:
@@ -90,7 +99,7 @@ def prepare(
             raise SchemaError(
                 f"only {int(complete.sum())} row(s) have at least two modalities present: alignment needs paired rows"
             )
-    return Prepared(schema, ds, ctx, t0)
+    return Prepared(schema, ds, ctx, t0, inferred)
 
 
 def hold_out(
@@ -143,6 +152,8 @@ def train_run(
         "decode_report": report.to_dict(),
         "training": history,
     }
+    if prep.inferred:
+        info["inferred"] = prep.inferred  # e.g. {"name": {"kind": "text", "encoder": "minilm", ...}}
     return net, info
 
 
