@@ -24,6 +24,7 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 ARRAY_EXT = (".npy",)
 DEPTH_HINT = re.compile(r"(depth|height|dsm|elevation|disparity)", re.I)
+GROUPABLE = ("tabular", "timeseries")  # kinds whose modality may read several columns
 
 
 @dataclass
@@ -38,10 +39,11 @@ class ModalitySpec:
             raise SchemaError(f"modality {self.name!r}: unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if not self.columns:
             raise SchemaError(f"modality {self.name!r} has no columns")
-        if self.kind != "tabular" and len(self.columns) != 1:
+        if self.kind not in GROUPABLE and len(self.columns) != 1:
             raise SchemaError(
                 f"modality {self.name!r} of kind {self.kind!r} reads exactly one column, got {self.columns}; "
-                "only 'tabular' groups several columns"
+                "only 'tabular' (features) and 'timeseries' (per-channel series, stacked in the order given) group "
+                "several columns"
             )
 
     @property
@@ -146,6 +148,37 @@ def _bytes_kind(b: bytes) -> str | None:
     return None
 
 
+def dense_array(v: Any) -> np.ndarray:
+    """``np.asarray`` that also stacks nested cells whose inner items are arrays.
+
+    Parquet ``list<list<float>>`` (and fixed-size list) cells come back from pyarrow as object arrays of float
+    arrays; nested Python lists and lists of arrays work too. Raises ``ValueError`` naming the inner lengths when
+    the nesting is ragged. Objects that are not numbers (None, strings mixed with numbers) stay an object array.
+    """
+    try:
+        arr = np.asarray(v)
+    except ValueError as e:
+        if "inhomogeneous" in str(e):
+            raise ValueError("ragged nested lists (inner lists of different lengths)") from None
+        raise
+    if arr.dtype != object or arr.ndim == 0 or arr.size == 0:
+        return arr
+    items = list(arr.ravel())
+    first = items[0]
+    if isinstance(first, np.ndarray) and first.ndim and first.dtype != object and all(
+        isinstance(x, np.ndarray) and x.dtype != object and x.shape == first.shape for x in items
+    ):
+        return np.concatenate(items).reshape(arr.shape + first.shape)  # the common case, pyarrow's cells
+    if not all(isinstance(x, (list, tuple, np.ndarray)) for x in items):
+        return arr  # scalars of mixed types: the caller reports the non-numbers
+    if not all(isinstance(x, np.ndarray) and x.dtype != object for x in items):
+        items = [dense_array(x) for x in items]
+    shapes = sorted({x.shape for x in items})
+    if len(shapes) > 1:
+        raise ValueError(f"ragged nested lists (inner lists of different shapes: {', '.join(map(str, shapes[:4]))})")
+    return np.stack(items).reshape(arr.shape + shapes[0])
+
+
 def infer_kind(column: str, series: pd.Series) -> str | None:
     """Guess a column's modality kind from its values; ``None`` when it cannot be used (all missing)."""
     vals = _first_values(series)
@@ -163,7 +196,10 @@ def infer_kind(column: str, series: pd.Series) -> str | None:
     if isinstance(v, Mapping) and "array" in v and "sampling_rate" in v:
         return "audio"  # the Hugging Face datasets convention: {"array": wave, "sampling_rate": sr}
     if isinstance(v, (list, tuple, np.ndarray)):
-        arr = np.asarray(v)
+        try:
+            arr = dense_array(v)
+        except ValueError:
+            return "timeseries"  # ragged lists: the decoder names the row and the problem
         if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4) and arr.shape[0] > 4 and arr.shape[1] > 4:
             return "image"  # H x W x C pixel array
         return "depth" if arr.ndim == 2 and DEPTH_HINT.search(column) else "timeseries"
@@ -204,6 +240,8 @@ def infer_schema(
 
     * ``kinds`` overrides the inferred kind per column (``"ignore"`` drops the column);
     * ``groups`` groups columns into named modalities explicitly: ``{"vitals": ["hr", "bp"], "scan": ["ct_path"]}``;
+      several ``tabular`` columns form one tabular modality, several ``timeseries`` columns (one series per channel,
+      the same length in a row) one multichannel series with the channels in the order given;
     * every other tabular column joins one modality named ``tabular``; every other column is its own modality,
       named after the column.
     """

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from polymodal.data.decode import decode, subschema
-from polymodal.data.kinds import DecodeContext
+from polymodal.data.kinds import DecodeContext, DecodeReport
 from polymodal.data.labels import fit_labels
 from polymodal.data.schema import infer_schema
 from polymodal.data.table import Table, fit_schema
@@ -124,3 +124,30 @@ def test_base_dir_overrides_the_folder_a_table_carries(image_folder, tmp_path):
     other.mkdir()
     with pytest.raises(DecodeError, match="does not exist"):
         decode(schema, Table(frame, folder), base_dir=other, progress=False)
+
+
+def test_report_counts_empty_cells_apart_from_values_treated_as_missing(image_folder):
+    """Empty cells are ``missing``; absent and corrupt files are ``errors`` treated as missing, counted by cause."""
+    folder, _, schema, _ = image_folder
+    (folder / "media" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows = pd.DataFrame({
+        "img": ["media/0.png", None, "media/gone.png", "media/bad.png", "media/gone_too.png", "  "],
+        "y": ["a", "b", "a", "b", "a", "b"],
+    })
+    d = decode(schema, Table(rows, folder), on_error="missing", progress=False)
+    r = d.report
+    assert d.dataset.present["img"].tolist() == [True, False, False, False, False, False]
+    assert r.missing == {"img": 2} and r.errors == {"img": 3} and r.n_errors == 3
+    assert r.causes == {"absent file": 2, "corrupt image": 1}
+    assert [(e["row"], e["cause"]) for e in r.examples] == [(2, "absent file"), (3, "corrupt image"),
+                                                             (4, "absent file")]
+    assert r.summary() == (
+        "3 values treated as missing (2 absent files, 1 corrupt image; by column: img=3); 2 empty cells (img=2)"
+    )
+    assert r.to_dict()["causes"] == {"absent file": 2, "corrupt image": 1}
+    total = DecodeReport()
+    total.merge(r)
+    total.merge(r)  # e.g. the training table's report plus the validation table's
+    assert total.causes == {"absent file": 4, "corrupt image": 2} and total.missing == {"img": 4}
+    assert total.errors == {"img": 6} and len(total.examples) == 6
+    assert DecodeReport().summary() == "no decode errors"

@@ -92,6 +92,40 @@ def test_explicit_modalities_grouping():
         infer_schema(df, "y", groups={"m": ["nope"]})
 
 
+def test_grouping_per_channel_series_columns_into_one_timeseries():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({c: [rng.normal(size=20) for _ in range(4)] for c in ("ax", "ay", "az")})
+    df["photo"] = [f"img/{i}.png" for i in range(4)]
+    df["q"] = [f"a/{i}.png" for i in range(4)]
+    df["y"] = [0, 1, 0, 1]
+    schema = infer_schema(df, "y", groups={"motion": ["ay", "ax", "az"]})
+    assert [(s.name, s.kind, s.columns) for s in schema] == [
+        ("motion", "timeseries", ["ay", "ax", "az"]),  # channels in the order given
+        ("photo", "image", ["photo"]),
+        ("q", "image", ["q"]),
+    ]
+    with pytest.raises(SchemaError, match="only 'tabular' .* and 'timeseries' .* group several columns"):
+        infer_schema(df, "y", groups={"pics": ["photo", "q"]})
+    with pytest.raises(SchemaError, match="mixes column kinds"):
+        infer_schema(df, "y", groups={"bad": ["ax", "photo"]})
+
+
+def test_infer_kind_reads_parquet_nested_lists(tmp_path):
+    """pyarrow returns list<list<...>> cells as object arrays of arrays: the nesting, not the dtype, decides."""
+    rng = np.random.default_rng(0)
+    pd.DataFrame({
+        "motion": [rng.normal(size=(30, 3)).tolist() for _ in range(3)],
+        "elevation": [rng.normal(size=(8, 8)).tolist() for _ in range(3)],
+        "pix": [rng.integers(0, 255, size=(8, 8, 3)).tolist() for _ in range(3)],
+        "bumpy": [[[1.0, 2.0], [3.0]]] * 3,  # ragged: left to the decoder, which names the row
+    }).to_parquet(tmp_path / "t.parquet")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert back["motion"][0].dtype == object
+    assert {c: infer_kind(c, back[c]) for c in back} == {
+        "motion": "timeseries", "elevation": "depth", "pix": "image", "bumpy": "timeseries",
+    }
+
+
 def test_empty_table_error():
     with pytest.raises(SchemaError, match="empty"):
         infer_schema(pd.DataFrame({"x": [], "y": []}), "y")
@@ -136,6 +170,7 @@ def test_spec_validation_and_json_round_trip():
         ModalitySpec("m", "video", ["c"])
     with pytest.raises(SchemaError, match="exactly one column"):
         ModalitySpec("m", "image", ["a", "b"])
+    assert ModalitySpec("m", "timeseries", ["a", "b"]).columns == ["a", "b"]  # per-channel columns
     schema = infer_schema(_mixed_frame(), "label")
     schema["tabular"].options["numeric"] = {"age": {"mean": np.float64(1.0), "std": 2.0}}
     again = Schema.from_dict(json.loads(schema.to_json()))

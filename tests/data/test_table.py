@@ -142,7 +142,9 @@ def test_decode_table_error_names_row_column_file(av_table):
     ctx = DecodeContext(base_dir=base, on_error="missing")
     out = decode_table(schema, frame, ctx)
     assert not out["image"][1][7] and ctx.report.errors == {"image": 1}
-    assert "image=1" in ctx.report.summary()
+    assert ctx.report.causes == {"absent file": 1}  # an absent file is an error treated as missing, ...
+    assert ctx.report.missing == {"image": 1, "audio": 1}  # ... apart from the cells that were empty
+    assert ctx.report.summary().startswith("1 value treated as missing (1 absent file; by column: image=1)")
 
 
 def test_decode_table_checks_columns_first():

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from polymodal.errors import DecodeError
-from polymodal.data.schema import is_missing
-from polymodal.data.kinds.base import DecodeContext
+from polymodal.data.schema import dense_array, is_missing
+from polymodal.data.kinds.base import BAD_VALUE, DecodeContext
 
 T = TypeVar("T")
 
@@ -27,18 +27,22 @@ progress_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("polymod
 
 
 class CellError(Exception):
-    """Raised inside a processor for one undecodable cell; turned into ``DecodeError`` (or a report entry)."""
+    """Raised inside a processor for one undecodable cell; turned into ``DecodeError`` (or a report entry).
 
-    def __init__(self, problem: str, file: str | None = None, hint: str | None = None):
+    ``cause`` is the category the decode report counts it under (a singular noun phrase: ``"absent file"``,
+    ``"corrupt image"``, ``"truncated audio file"``; default ``"bad value"``).
+    """
+
+    def __init__(self, problem: str, file: str | None = None, hint: str | None = None, cause: str = BAD_VALUE):
         super().__init__(problem)
-        self.problem, self.file, self.hint = problem, file, hint
+        self.problem, self.file, self.hint, self.cause = problem, file, hint, cause
 
 
 def fail(ctx: DecodeContext, row: Any, column: str, err: CellError) -> None:
     """Apply the error policy: raise ``DecodeError`` (``on_error='raise'``) or count the value as missing."""
     if ctx.on_error == "raise":
         raise DecodeError(row, column, err.problem, file=err.file, hint=err.hint) from (err.__cause__ or None)
-    ctx.report.add_error(row, column, err.problem, err.file)
+    ctx.report.add_error(row, column, err.problem, err.file, cause=err.cause)
 
 
 def rows_and_values(frame: pd.DataFrame, column: str) -> Iterator[tuple[int, Any, Any]]:
@@ -101,13 +105,14 @@ def file_problem(path: Path, cell: str, ctx: DecodeContext) -> CellError | None:
                 file=cell,
                 hint="check the path; make it absolute or relative to the table file's folder, or pass "
                 "on_error='missing' (CLI: --on-error missing) to treat missing files as missing values",
+                cause="absent file",
             )
         if path.is_dir():
-            return CellError(f"{str(path)!r} is a directory, not a file", file=cell)
+            return CellError(f"{str(path)!r} is a directory, not a file", file=cell, cause="unreadable file")
         if path.stat().st_size == 0:
-            return CellError("file is empty (0 bytes)", file=cell)
+            return CellError("file is empty (0 bytes)", file=cell, cause="empty file")
     except OSError as e:  # permission problems and the like
-        return CellError(f"cannot access {str(path)!r}: {e}", file=cell)
+        return CellError(f"cannot access {str(path)!r}: {e}", file=cell, cause="unreadable file")
     return None
 
 
@@ -120,12 +125,15 @@ def describe(v: Any) -> str:
 
 
 def to_numeric_array(v: Any, what: str) -> np.ndarray:
-    """np.asarray for list/array cells, with a clear error for ragged or non-numeric content."""
+    """np.asarray for list/array cells, with a clear error for ragged or non-numeric content.
+
+    Nested cells are stacked (``schema.dense_array``): nested lists, lists of arrays, and the object arrays of
+    arrays that pyarrow returns for Parquet ``list<list<...>>`` and fixed-size list columns.
+    """
     try:
-        arr = np.asarray(v)
+        arr = dense_array(v)
     except (ValueError, TypeError) as e:
-        why = "ragged nested lists (inner lists of different lengths)" if "inhomogeneous" in str(e) else str(e)
-        raise CellError(f"cannot read the {what} as an array: {why}") from e
+        raise CellError(f"cannot read the {what} as an array: {e}") from e
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise CellError(
             f"the {what} holds values of type {arr.dtype} (ragged lists or non-numbers), expected numbers"

@@ -7,6 +7,9 @@ Options (fitted unless the user set them):
 
 Every clip is mixed to mono, cropped to ``T = round(max_seconds * sample_rate)`` samples (the start is kept) and
 zero-padded; ``length`` holds the real samples after cropping (>= 1).
+
+A WAV or AIFF file (or bytes) whose header declares more frames than it holds is truncated: a decode error (row,
+column, file, declared and held frames), or a missing value counted as ``truncated audio file``.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from polymodal.data.kinds._common import (
     to_numeric_array,
     track,
 )
+from polymodal.data.kinds._audio_header import truncation
 from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 DEFAULT_SAMPLE_RATE = 16000
 MAX_DEFAULT_SECONDS = 10.0
 FIT_SAMPLE_AUDIO = 2000  # durations are cheap to read (headers only), so look at more clips than for images
 _LIBROSA_ONLY = (".mp3", ".m4a", ".aac", ".wma", ".mp4")
+CORRUPT = "corrupt audio file"  # the decode report's cause for a file or bytes no decoder can read
 _EXPECTED = "a file path, encoded audio bytes, or a dict {'array': 1-D wave, 'sampling_rate': int}"
 
 
@@ -116,7 +121,6 @@ def _load(
         path = resolve(ctx, cell)
         try:
             y, rate, total = _read_sf(path, target_rate, max_len)
-            return y, rate, total, cell
         except Exception as e:  # noqa: BLE001 - every library error becomes a DecodeError
             problem = file_problem(path, cell, ctx)
             if problem is not None:
@@ -126,17 +130,24 @@ def _load(
                     y, rate = _read_librosa(str(path))
                     return y, rate, len(y), cell
                 except Exception as e2:  # noqa: BLE001
-                    raise CellError(f"cannot decode the audio file: {e2}", file=cell) from e2
-            raise CellError(f"cannot decode the audio file (corrupt, or not a supported format): {e}", file=cell) from e
+                    raise CellError(f"cannot decode the audio file: {e2}", file=cell, cause=CORRUPT) from e2
+            raise CellError(
+                f"cannot decode the audio file (corrupt, or not a supported format): {e}", file=cell, cause=CORRUPT
+            ) from e
+        _check_complete(path, cell)
+        return y, rate, total, cell
     if isinstance(v, (bytes, bytearray, memoryview)):
         b = bytes(v)
         if not b:
-            raise CellError("the cell holds empty bytes (0 bytes)")
+            raise CellError("the cell holds empty bytes (0 bytes)", cause="empty file")
         try:
             y, rate, total = _read_sf(io.BytesIO(b), target_rate, max_len)
-            return y, rate, total, None
         except Exception as e:  # noqa: BLE001
-            raise CellError(f"cannot decode the audio bytes (corrupt, or not WAV/FLAC/OGG/MP3): {e}") from e
+            raise CellError(
+                f"cannot decode the audio bytes (corrupt, or not WAV/FLAC/OGG/MP3): {e}", cause=CORRUPT
+            ) from e
+        _check_complete(b, None)
+        return y, rate, total, None
     if isinstance(v, dict):
         try:
             rate = int(v["sampling_rate"])
@@ -155,6 +166,20 @@ def _load(
             hint="store audio arrays as {'array': wave, 'sampling_rate': rate}, or as file paths / encoded bytes",
         )
     raise CellError(f"expected {_EXPECTED}, got {describe(v)}")
+
+
+def _check_complete(source: Any, cell: str | None) -> None:
+    """A WAV/AIFF whose header declares more frames than the file holds is truncated: libsndfile would read
+    what is there without complaint, so the header is checked here (``_audio_header.truncation``)."""
+    problem = truncation(source)
+    if problem is not None:
+        raise CellError(
+            problem,
+            file=cell,
+            hint="the file was cut short (an interrupted copy or download): copy or export it again, or pass "
+            "on_error='missing' (CLI: --on-error missing) to treat truncated files as missing values",
+            cause="truncated audio file",
+        )
 
 
 def _info(v: Any, ctx: DecodeContext) -> tuple[int, float] | None:
@@ -250,7 +275,7 @@ class AudioProcessor(Processor):
                 y, rate, total, file = _load(v, ctx, target, max_len)
                 try:
                     if total == 0 or len(y) == 0:
-                        raise CellError("the audio is empty (0 samples)")
+                        raise CellError("the audio is empty (0 samples)", cause="empty file")
                     check_finite(y, "audio")
                     if rate != target:
                         y = _resample(y, rate, target)

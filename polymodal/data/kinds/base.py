@@ -33,23 +33,37 @@ from polymodal.registry import Registry
 from polymodal.data.schema import ModalitySpec
 
 
+BAD_VALUE = "bad value"  # the decode report's cause for a cell whose value (not a file) is unusable
+
+
 @dataclass
 class DecodeReport:
-    """Counts of values treated as missing because they could not be decoded (``on_error='missing'``).
+    """What decoding met besides usable values. Two categories of cells, never both for one cell:
 
-    ``missing`` counts cells that were simply empty (None/NaN/''), which is normal and not an error.
+    * ``missing``: column -> cells that were empty (None/NaN/NA/blank string). Normal, not an error.
+    * ``errors``: column -> cells that held something but failed to decode (an absent, empty, corrupt or
+      truncated file, a NaN in a series, a value of the wrong type or shape) and were treated as missing
+      (``on_error='missing'``; under ``'raise'`` the first one raises). ``causes`` counts the same cells by
+      cause (``"absent file"``, ``"corrupt image"``, ``"truncated audio file"``, ``"bad value"``, ...);
+      ``examples`` keeps the first few with their row, column, file, cause and problem.
+
+    ``summary()`` says it in one line: ``3 values treated as missing (2 absent files, 1 corrupt image)``.
     """
 
     errors: dict[str, int] = field(default_factory=dict)  # column -> count of undecodable values
-    examples: list[dict[str, Any]] = field(default_factory=list)  # first few: row, column, file, problem
+    examples: list[dict[str, Any]] = field(default_factory=list)  # first few: row, column, file, cause, problem
     missing: dict[str, int] = field(default_factory=dict)  # column -> count of empty cells
     dropped_rows: dict[str, int] = field(default_factory=dict)  # reason -> count (e.g. missing label)
+    causes: dict[str, int] = field(default_factory=dict)  # cause -> count of undecodable values
     max_examples: int = 20
 
-    def add_error(self, row: Any, column: str, problem: str, file: str | None = None) -> None:
+    def add_error(self, row: Any, column: str, problem: str, file: str | None = None, cause: str = BAD_VALUE) -> None:
         self.errors[column] = self.errors.get(column, 0) + 1
+        self.causes[cause] = self.causes.get(cause, 0) + 1
         if len(self.examples) < self.max_examples:
-            self.examples.append({"row": _jsonable(row), "column": column, "file": file, "problem": problem})
+            self.examples.append(
+                {"row": _jsonable(row), "column": column, "file": file, "cause": cause, "problem": problem}
+            )
 
     def add_missing(self, column: str, n: int = 1) -> None:
         if n:
@@ -57,12 +71,11 @@ class DecodeReport:
 
     def merge(self, other: "DecodeReport") -> None:
         """Add another report's counts (e.g. the validation table's) to this one."""
-        for col, n in other.errors.items():
-            self.errors[col] = self.errors.get(col, 0) + n
-        for col, n in other.missing.items():
-            self.add_missing(col, n)
-        for reason, n in other.dropped_rows.items():
-            self.dropped_rows[reason] = self.dropped_rows.get(reason, 0) + n
+        for mine, theirs in ((self.errors, other.errors), (self.missing, other.missing),
+                             (self.dropped_rows, other.dropped_rows), (self.causes, other.causes)):
+            for key, n in theirs.items():
+                if n:
+                    mine[key] = mine.get(key, 0) + n
         self.examples.extend(other.examples[: max(0, self.max_examples - len(self.examples))])
 
     @property
@@ -72,21 +85,32 @@ class DecodeReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "errors": dict(self.errors),
+            "causes": dict(self.causes),
             "examples": list(self.examples),
             "missing": dict(self.missing),
             "dropped_rows": dict(self.dropped_rows),
         }
 
     def summary(self) -> str:
+        """``3 values treated as missing (2 absent files, 1 corrupt image; by column: img=3); 4 empty cells
+        (audio=4); rows dropped: missing label=1`` (or ``no decode errors``)."""
         parts = []
         if self.errors:
-            parts.append(
-                "undecodable values treated as missing: "
-                + ", ".join(f"{c}={n}" for c, n in self.errors.items())
-            )
+            n = self.n_errors
+            causes = ", ".join(_count(k, c) for c, k in sorted(self.causes.items(), key=lambda x: (-x[1], x[0])))
+            columns = ", ".join(f"{c}={k}" for c, k in self.errors.items())
+            parts.append(f"{_count(n, 'value')} treated as missing ({causes}; by column: {columns})")
+        if self.missing:
+            columns = ", ".join(f"{c}={k}" for c, k in self.missing.items())
+            parts.append(f"{_count(sum(self.missing.values()), 'empty cell')} ({columns})")
         if self.dropped_rows:
             parts.append("rows dropped: " + ", ".join(f"{r}={n}" for r, n in self.dropped_rows.items()))
         return "; ".join(parts) if parts else "no decode errors"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 corrupt image`` / ``2 absent files``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _jsonable(v: Any) -> Any:

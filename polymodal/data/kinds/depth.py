@@ -46,13 +46,13 @@ def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
             problem = file_problem(path, file, ctx)
             if problem is not None:
                 raise problem from None
-            raise CellError(f"cannot read the .npy file: {e}", file=file) from e
+            raise CellError(f"cannot read the .npy file: {e}", file=file, cause="corrupt file") from e
         arr = to_numeric_array(arr, "depth map")
     elif isinstance(v, (bytes, bytearray, memoryview)) and bytes(v[:6]) == b"\x93NUMPY":
         try:
             arr = np.load(io.BytesIO(bytes(v)), allow_pickle=False)
         except Exception as e:  # noqa: BLE001
-            raise CellError(f"cannot read the .npy bytes: {e}") from e
+            raise CellError(f"cannot read the .npy bytes: {e}", cause="corrupt file") from e
         arr = to_numeric_array(arr, "depth map")
     else:
         obj, file = open_cell(v, ctx, load=True)
@@ -63,7 +63,7 @@ def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
                 gray = obj if obj.mode in WIDE_MODES or obj.mode == "L" else obj.convert("L")
                 arr = np.asarray(gray)
             except Exception as e:  # noqa: BLE001
-                raise CellError(f"cannot convert the depth image: {e}", file=file) from e
+                raise CellError(f"cannot convert the depth image: {e}", file=file, cause="corrupt image") from e
             finally:
                 if obj is not v:
                     obj.close()

@@ -42,6 +42,7 @@ GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # more than 8 bits per pixel
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
 _FILE_HINT_KINDS = "a file path, encoded image bytes, or a pixel array (H x W or H x W x C)"
+CORRUPT_IMAGE = "corrupt image"  # the decode report's cause for a file or bytes PIL cannot decode
 
 
 # --------------------------------------------------------------------------------------------------- opening
@@ -72,7 +73,7 @@ def open_cell(v: Any, ctx: DecodeContext, *, load: bool) -> tuple[Image.Image | 
             problem = file_problem(path, cell, ctx)
             if problem is not None:
                 raise problem from None
-            raise CellError(_pil_problem(e), file=cell) from e
+            raise CellError(_pil_problem(e), file=cell, cause=CORRUPT_IMAGE) from e
     if isinstance(v, (bytes, bytearray, memoryview)):
         b = bytes(v)
         if not b:
@@ -85,7 +86,7 @@ def open_cell(v: Any, ctx: DecodeContext, *, load: bool) -> tuple[Image.Image | 
                     im.load()
             return im, None
         except Exception as e:  # noqa: BLE001
-            raise CellError(_pil_problem(e)) from e
+            raise CellError(_pil_problem(e), cause=CORRUPT_IMAGE) from e
     if isinstance(v, (np.ndarray, list, tuple)):
         return to_numeric_array(v, "pixel array"), None
     if isinstance(v, Image.Image):
@@ -287,7 +288,7 @@ class ImageProcessor(Processor):
                     e.file = e.file or file
                     raise
                 except Exception as e:  # noqa: BLE001
-                    raise CellError(f"cannot convert the image: {e}", file=file) from e
+                    raise CellError(f"cannot convert the image: {e}", file=file, cause=CORRUPT_IMAGE) from e
                 finally:
                     if isinstance(im, Image.Image) and im is not v:
                         im.close()

@@ -93,6 +93,8 @@ def test_audio_bad_files_under_missing_policy(tmp_path, wav_paths):
     assert spec.options["sample_rate"] == 8000
     assert present.tolist() == [True, False, False, False, False]
     assert ctx.report.errors == {"col": 4} and not arrays["wave"][1:].any() and not arrays["length"][1:].any()
+    assert ctx.report.causes == {"corrupt audio file": 1, "empty file": 2, "absent file": 1}
+    assert ctx.report.missing == {}  # nothing was empty: every cell named a file
 
 
 def test_audio_nan_and_bare_array_errors():
@@ -102,3 +104,41 @@ def test_audio_nan_and_bare_array_errors():
         run("audio", [{"array": bad, "sampling_rate": 8000}])
     with pytest.raises(DecodeError, match="no sampling rate"):
         run("audio", [np.zeros(100)], options={"sample_rate": 8000, "max_seconds": 1.0})
+
+
+# ------------------------------------------------------------------------------------------ truncated files
+def _truncated(tmp_path, fmt="WAV", ext="wav", subtype="PCM_16"):
+    """A 1 s tone written by soundfile, then cut to half its bytes (the header still declares 8000 frames)."""
+    wave = (0.5 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)
+    sf.write(tmp_path / f"whole.{ext}", wave, 8000, format=fmt, subtype=subtype)
+    data = (tmp_path / f"whole.{ext}").read_bytes()
+    (tmp_path / f"half.{ext}").write_bytes(data[: len(data) // 2])
+    with sf.SoundFile(tmp_path / f"half.{ext}") as f:  # what libsndfile alone says: no error, fewer frames
+        assert 0 < f.frames < 8000 and len(f.read()) == f.frames
+    return data
+
+
+@pytest.mark.parametrize("fmt, ext, subtype", [("WAV", "wav", "PCM_16"), ("WAV", "wav", "FLOAT"),
+                                               ("RF64", "wav", "PCM_24"), ("AIFF", "aiff", "PCM_16")])
+def test_truncated_audio_file_raises_naming_row_column_file(tmp_path, fmt, ext, subtype):
+    _truncated(tmp_path, fmt, ext, subtype)
+    frame = pd.DataFrame({"speech": [f"whole.{ext}", f"half.{ext}"]}, index=["a", "b"])
+    opts = {"sample_rate": 8000, "max_seconds": 1.0}
+    with pytest.raises(DecodeError) as info:
+        run("audio", frame, base_dir=tmp_path, options=opts)
+    assert_names(info.value, "b", "speech", f"half.{ext}")
+    assert "truncated" in str(info.value) and "declares 8000 frames" in str(info.value)
+    arrays, present, _, _ = run("audio", frame.iloc[:1], base_dir=tmp_path, options=opts)  # the whole file is fine
+    assert present.all() and arrays["length"].tolist() == [8000]
+
+
+def test_truncated_audio_under_missing_policy_and_as_bytes(tmp_path):
+    data = _truncated(tmp_path)
+    cells = ["whole.wav", "half.wav", data[: len(data) // 2], data[:-2], data]
+    arrays, present, ctx, _ = run("audio", cells, base_dir=tmp_path, on_error="missing",
+                                  options={"sample_rate": 8000, "max_seconds": 1.0})
+    assert present.tolist() == [True, False, False, False, True]  # even one frame short is truncated
+    assert ctx.report.errors == {"col": 3} and ctx.report.causes == {"truncated audio file": 3}
+    assert [e["file"] for e in ctx.report.examples] == ["half.wav", None, None]
+    assert not arrays["wave"][1:4].any()
+    assert "3 truncated audio files" in ctx.report.summary()

@@ -96,6 +96,7 @@ def test_image_bad_files_under_missing_policy(png_dir):
     arrays, present, ctx, _ = run("image", names + [None], base_dir=png_dir, on_error="missing")
     assert present.tolist() == [True, False, False, False, False, False]
     assert ctx.report.errors == {"col": 4} and ctx.report.missing == {"col": 1}
+    assert ctx.report.causes == {"corrupt image": 2, "empty file": 1, "absent file": 1}
     assert [e["file"] for e in ctx.report.examples] == names[1:]
     assert not arrays["pixels"][1:].any()
 
