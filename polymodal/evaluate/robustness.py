@@ -189,21 +189,27 @@ def robustness(
     progress: bool = True,
 ) -> dict[str, Any]:
     """``robustness_report`` on a labelled table (DataFrame or path); with ``out``, also writes
-    ``robustness.json`` and plots (subset heatmap, noise curves) there."""
+    ``robustness.json`` and plots (a bar per modality subset, noise curves) there; their names under ``"plots"``."""
     _, ds, decode_report = decode(model.schema, data, on_error=on_error, labels="require", progress=progress)
     rep = robustness_report(model, ds, missing=missing, noise=noise, corruptions=corruptions, mnar_rate=mnar_rate, seed=seed)
     rep["decode_report"] = decode_report.to_dict()
     if out is not None:
-        from polymodal.evaluate.plots import line_plot, subset_heatmap
+        from polymodal.evaluate.plots import level_label, line_plot, metric_label, subset_heatmap
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         plots = []
-        if "subsets" in rep and subset_heatmap({"model": rep["subsets"]}, out / "subsets.png"):
+        metric = rep["metric"]
+        if "subsets" in rep and subset_heatmap(  # one model: a bar per subset
+            {"model": rep["subsets"]}, out / "subsets.png", metric=metric,
+            title=f"{metric} with only these modalities present (n = {rep['n']})",
+        ):
             plots.append("subsets.png")
         if "noise" in rep:
             nz = rep["noise"]
-            if line_plot(nz["levels"], nz["curves"], out / "noise.png", xlabel="corruption level", ylabel=nz["metric"]):
+            if line_plot(nz["levels"], nz["curves"], out / "noise.png", xlabel=level_label(nz.get("corruption")),
+                         ylabel=metric_label(nz["metric"]), legend_title="corrupted modality",
+                         title=f"{nz['metric']} under test-time corruption (n = {rep['n']})"):
                 plots.append("noise.png")
         rep["plots"] = plots
         (out / "robustness.json").write_text(json.dumps(rep, indent=2))

@@ -144,26 +144,11 @@ def _total(layers: dict[str, list[dict[str, int]]]) -> int:
 
 
 def plot_curve(res: dict[str, Any], path) -> bool:
-    """Accuracy and throughput ratio against budget, one line per reducer; ``False`` without matplotlib."""
-    try:
-        import matplotlib
+    """Accuracy and throughput ratio against budget, one line per reducer (``plots.budget_curve_figure``);
+    ``False`` without matplotlib."""
+    from polymodal.evaluate.plots import budget_curve_plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for reducer, rows in res["curve"].items():
-        bs = sorted(rows, key=float)
-        a1.plot([float(b) for b in bs], [rows[b]["acc"] for b in bs], marker="o", label=reducer)
-        a2.plot([float(b) for b in bs], [rows[b]["throughput_ratio"] for b in bs], marker="o", label=reducer)
-    a1.set(xlabel="token budget", ylabel="accuracy")
-    a2.set(xlabel="token budget", ylabel="throughput vs full")
-    a1.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return budget_curve_plot(res, path)
 
 
 _CATEGORIES = (

@@ -168,7 +168,8 @@ def compare(
     """Train every fusion in ``fusions`` (and, with ``unimodal``, one model per modality) for every seed on
     ``train``; score on ``test`` (default: a stratified ``test_fraction`` of ``train``). Returns the summary
     (``summarize``) with the per-run results under ``"runs"``; with ``out``, also writes ``compare.json``,
-    ``compare.md`` and plots there (and each model under ``out/models/`` with ``save_models``)."""
+    ``compare.md`` and plots there (their file names, relative to ``out``, under ``"plots"`` of the summary and of
+    ``compare.json``; each model under ``out/models/`` with ``save_models``)."""
     fusions = resolve_fusions(fusions)
     if test is None:
         train, test = split_table(train, label, test_fraction, seed=0)
@@ -192,7 +193,7 @@ def compare(
     summary = summarize(runs)
     summary["total_s"] = round(time.perf_counter() - t0, 1)
     if out is not None:
-        write_outputs(summary, runs, Path(out))
+        summary["plots"] = write_outputs(summary, runs, Path(out))
     summary["runs"] = runs
     return summary
 
@@ -288,21 +289,41 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def write_outputs(summary: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> None:
+def write_plots(summary: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> list[str]:
+    """``subsets.png`` (models x modality subsets) and ``noise.png`` (one panel per corrupted modality and one
+    for all together, a line per model) in ``out``; returns the names of the files written (none without
+    matplotlib)."""
     from polymodal.evaluate.plots import noise_curves_plot, subset_heatmap
+
+    models = summary["models"]
+    metric = next(iter(models.values()))["metric"] if models else "accuracy"
+    n_seeds = {len(e.get("seeds", [])) for e in models.values()}
+    k = n_seeds.pop() if len(n_seeds) == 1 else None
+    mean = "one seed" if k == 1 else f"mean over {k} seeds" if k else "mean over seeds"
+    plots = []
+    subsets = {n: e["subsets"] for n, e in models.items() if "subsets" in e}
+    if subsets and subset_heatmap(subsets, out / "subsets.png", metric=metric,
+                                  title=f"{metric} with only these modalities present ({mean})"):
+        plots.append("subsets.png")
+    curves = {n: e["noise"] for n, e in models.items() if "noise" in e}
+    corruption = next((r["noise"]["corruption"] for r in runs if "corruption" in r.get("noise", {})), None)
+    if curves and noise_curves_plot({n: {"metric": metric, **c} for n, c in curves.items()}, out / "noise.png",
+                                    corruption=corruption, title=f"{metric} under test-time corruption ({mean})"):
+        plots.append("noise.png")
+    return plots
+
+
+def write_outputs(summary: dict[str, Any], runs: list[dict[str, Any]], out: Path) -> list[str]:
+    """``compare.json``, ``compare.md`` and the plots in ``out``; returns the plot file names (relative to
+    ``out``), also recorded in ``compare.json`` under ``"plots"``."""
     from polymodal.evaluate.report import markdown_table
 
     out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(summary, runs, out)
     slim = [{k: v for k, v in r.items() if k not in ("proba", "target")} for r in runs]
-    (out / "compare.json").write_text(json.dumps({**summary, "runs": slim}, indent=2, default=float))
+    (out / "compare.json").write_text(json.dumps({**summary, "plots": plots, "runs": slim}, indent=2, default=float))
     headers, rows = summary_rows(summary)
     text = f"# polymodal compare\n\n{markdown_table(headers, rows)}\n"
-    plots = []
-    subsets = {n: e["subsets"] for n, e in summary["models"].items() if "subsets" in e}
-    if subsets and subset_heatmap(subsets, out / "subsets.png"):
-        plots.append("subsets.png")
-    curves = {n: e["noise"] for n, e in summary["models"].items() if "noise" in e}
-    if curves and noise_curves_plot(curves, out / "noise.png", key="all"):
-        plots.append("noise.png")
     text += "".join(f"\n![{p}]({p})\n" for p in plots)
     (out / "compare.md").write_text(text)
+    return plots
