@@ -1,7 +1,8 @@
 """``polymodal align`` / ``embed`` / ``zero-shot``: train a shared embedding space, embed a table with it, classify
 without training (label names through the text tower, or class prototypes from a few labelled rows).
 
-``align`` takes its configuration in layers like ``fit``: ``--preset`` < ``--config`` < explicit flags < ``--set``.
+``align`` takes its configuration in layers like ``fit``: ``--preset`` < ``--config`` < explicit flags < ``--set``;
+its ``--out`` is a run folder, refused when it is ``-`` or a non-empty folder without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def align(
     val_fraction: Optional[float] = typer.Option(None, help="Rows held out for early stopping (default 0.1)"),
     seed: Optional[int] = typer.Option(None, help="(default 0)"),
     on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+    time_limit: Optional[float] = c.time_limit_option(),
+    threads: Optional[int] = c.threads_option(),
+    overwrite: bool = c.overwrite_option(),
 ) -> None:
     """Align modalities in one shared embedding space (contrastive training on paired rows)."""
     from polymodal.recipes.align import align as align_
@@ -58,21 +62,27 @@ def align(
     shared = c.given(objective=objective, embed_dim=embed_dim, uniformity_weight=uniformity_weight)
     flags = c.given(
         encoders=c.encoder_flag(encoders), dim=dim, align=shared or None, epochs=epochs, batch_size=batch_size,
-        lr=lr, patience=patience, val_fraction=val_fraction, seed=seed,
+        lr=lr, patience=patience, val_fraction=val_fraction, seed=seed, max_minutes=c.minutes(time_limit),
     )
     options = c.layered(flags, sets)
     if isinstance(options.get("align"), str):  # --set align=siglip
         options["align"] = {"objective": options["align"]}
-    model = align_(
-        train, objective=_objective(options, preset, config), label=label, validation=validation,
-        kinds=c.kinds(kinds), groups=c.groups(group), use=c.names(use), ignore=c.names(ignore) or (), out=out,
-        preset=preset, config=config, on_error=on_error, **options,
-    )
+    table_flags = dict(kinds=c.kinds(kinds), groups=c.groups(group), use=c.names(use), ignore=c.names(ignore) or ())
+    objective_ = _objective(options, preset, config)
+    c.check_run_out(out, overwrite)
+    c.set_threads(threads)
+    with c.training(), c.run_folder(out):
+        model = align_(train, objective=objective_, label=label, validation=validation, out=out, preset=preset,
+                       config=config, on_error=on_error, **table_flags, **options)
     tr = model.info["training"]
     best = tr.get("best_val_loss")
     best_txt = "n/a" if best is None else f"{best:.4f} (epoch {tr.get('best_epoch')})"
     c.done("saved", f"{out}  ({model!r})")
     c.say(f"trained {tr['epochs_run']} epochs in {model.info['train_s']:.1f}s; best validation loss: {best_txt}")
+    note = c.decode_note(model.info.get("decode_report"))
+    if note:
+        c.say(note)
+    c.stop_if_interrupted(tr, out)
 
 
 def _objective(options: dict[str, Any], preset: Optional[str], config: Optional[Path]) -> Any:

@@ -3,6 +3,10 @@
 ``COMMANDS`` maps a command name to ``"module:function"``; a name with a space is a subcommand of the group named
 by its first word (``GROUPS``: ``datasets``, ``index``, ``bench``). The command modules are cheap to import (typer
 and ``cli/common.py`` only); the library (torch, Lightning, the encoders) loads inside each command, on use.
+
+Help text is printed verbatim (``rich_markup_mode=None``: no Rich markup, so square brackets in docstrings and
+help strings survive) and tracebacks of internal errors are Python's own, plain text. ``polymodal --version``
+prints ``polymodal <version>``; the exit codes are the ``--help`` epilog (``common.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import importlib
 import os
 
 import typer
+
+from polymodal.cli.common import EXIT_CODES
 
 COMMANDS: list[tuple[str, str]] = [
     ("fit", "polymodal.cli.train:fit"),
@@ -44,10 +50,29 @@ def _target(spec: str):
     return getattr(importlib.import_module(module), attr)
 
 
+PLAIN = dict(rich_markup_mode=None, pretty_exceptions_enable=False)  # verbatim help, Python's own tracebacks
+
+
+def _version(value: bool) -> None:
+    if value:
+        from polymodal import __version__
+
+        typer.echo(f"polymodal {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Multimodal machine learning from a table of records."""
+
+
 def build_app() -> typer.Typer:
     """The Typer app with every command of ``COMMANDS``, in table order."""
     root = typer.Typer(name="polymodal", add_completion=False, no_args_is_help=True,
-                       help="Multimodal machine learning from a table of records.")
+                       help="Multimodal machine learning from a table of records.", epilog=EXIT_CODES, **PLAIN)
+    root.callback()(_root)
     groups: dict[str, typer.Typer] = {}
     for name, spec in COMMANDS:
         group, _, sub = name.partition(" ")
@@ -55,7 +80,7 @@ def build_app() -> typer.Typer:
             root.command(name)(_target(spec))
             continue
         if group not in groups:
-            groups[group] = typer.Typer(no_args_is_help=True, help=GROUPS[group])
+            groups[group] = typer.Typer(no_args_is_help=True, help=GROUPS[group], **PLAIN)
             root.add_typer(groups[group], name=group)
         groups[group].command(sub)(_target(spec))
     return root

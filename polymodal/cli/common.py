@@ -1,28 +1,63 @@
-"""What every command module shares: the two consoles, the error guard, flag parsers, the table writer and the
-config-option helpers (``--preset`` / ``--config`` / ``--set``). Command modules import this module only.
+"""What every command module shares: the two consoles, the error guard, flag parsers, tables, the table writer,
+the run-folder and thread flags, and the config-option helpers (``--preset`` / ``--config`` / ``--set``). Command
+modules import this module only.
 
-Results go to stdout (``out``), errors to stderr (``err``). User data (paths, reprs, messages) is printed with
-Rich markup off, so square brackets in it survive. ``guarded`` turns polymodal's own errors (``PolymodalError``:
-config, schema, decode, unknown-name errors) into one paragraph on stderr and exit code 2; any other exception is
-a bug and propagates with its traceback (exit code 1).
+Streams: results go to stdout (``out``); errors, warnings, notes and training progress to stderr (``err``). User
+data (paths, reprs, messages, docstrings) is printed with Rich markup off, so square brackets in it survive.
+When a stream is not a terminal (a pipe, a log file, CI) its console is as wide as the text: nothing is wrapped
+at 80 columns and no table cell is truncated; tables are then plain text (title line, aligned columns, no box).
+
+Exit codes (``EXIT_CODES``, shown by ``polymodal --help``): 0 success; 2 usage error or bad input (``guarded``
+turns polymodal's own errors, ``PolymodalError``: config, schema, decode, unknown-name errors, into one ``error:``
+paragraph on stderr; Click's usage errors exit 2 as well); 1 internal error (any other exception is a bug and
+propagates with its traceback); 130 interrupted (Ctrl-C: one ``interrupted`` line on stderr).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping
+import math
+import numbers
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, Optional, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from rich.text import Text
 
 from polymodal.errors import PolymodalError
 
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+PIPE_WIDTH = 10_000  # the width of a console whose stream is not a terminal: never wrap, never truncate
+
+EXIT_CODES = """\b
+Exit codes:
+  0    success
+  1    internal error: a bug (the traceback is printed)
+  2    usage error or bad input: a bad flag, an unknown name, an unreadable table, an undecodable value
+       (one 'error:' line on stderr)
+  130  interrupted (Ctrl-C; fit / align save the best weights so far)
+Results go to stdout; errors, warnings and progress go to stderr."""
+
+
+class _Console(Console):
+    """A Rich console that keeps its terminal width in a terminal and is ``PIPE_WIDTH`` wide anywhere else."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        return size if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Console(highlight=False, soft_wrap=True, emoji=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,20 +68,31 @@ def say(text: Any) -> None:
     out.print(str(text), markup=False)
 
 
+def note(text: Any) -> None:
+    """Print one line of (user) text to stderr, markup off: what is not a result (``predict --out -``)."""
+    err.print(str(text), markup=False)
+
+
 def raw(text: str) -> None:
     """Machine-readable output (JSON lines): straight to stdout, untouched by Rich."""
     typer.echo(text)
 
 
-def done(label: str, text: Any) -> None:
+def done(label: str, text: Any, *, stderr: bool = False) -> None:
     """``label`` in green, then ``text`` verbatim: ``saved runs/m1 (Model(...))``."""
-    out.print(Text.assemble((label, "green"), " ", str(text)))
+    (err if stderr else out).print(Text.assemble((label, "green"), " ", str(text)))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """``error: message`` on stderr, then exit with ``code`` (no traceback)."""
     err.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())))
     raise typer.Exit(code)
+
+
+def interrupted(message: str = "Ctrl-C") -> NoReturn:
+    """``interrupted: message`` on stderr (one line), then exit 130."""
+    err.print(Text.assemble(("interrupted:", "bold yellow"), " ", " ".join(message.split())))
+    raise typer.Exit(130)
 
 
 def error_message(e: BaseException) -> str:
@@ -57,7 +103,8 @@ def error_message(e: BaseException) -> str:
 
 
 def guarded(fn: F) -> F:
-    """Decorate a command: polymodal's own errors -> message on stderr, exit 2. Anything else propagates."""
+    """Decorate a command: polymodal's own errors -> message on stderr, exit 2; Ctrl-C -> one line, exit 130.
+    Anything else propagates (exit 1, with its traceback)."""
 
     @functools.wraps(fn)
     def command(*args: Any, **kwargs: Any) -> Any:
@@ -65,22 +112,52 @@ def guarded(fn: F) -> F:
             return fn(*args, **kwargs)
         except PolymodalError as e:
             fail(error_message(e))
+        except KeyboardInterrupt:
+            interrupted()
 
     return command  # type: ignore[return-value]
 
 
-def fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def fmt(v: Any, spec: Optional[str] = None) -> str:
+    """A table cell by type: ints as ints, other numbers to 4 decimals, anything else as ``str``. ``spec`` (a
+    format spec such as ``".1f"`` or ``"d"``, for a column of seconds or of counts) overrides that for numbers."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return str(v)
+    if isinstance(v, numbers.Integral) and not spec:
+        return str(int(v))
+    if not math.isfinite(float(v)):
+        return str(float(v))
+    if spec and spec.endswith("d"):
+        return format(int(round(float(v))), spec)
+    return format(float(v), spec or ".4f")
 
 
-def table(title: str, headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
-    """A Rich table whose title and cells are plain text (markup off); floats to 4 decimals."""
-    t = Table(title=Text(title))
+def table(title: Optional[str], headers: Iterable[str], rows: Iterable[Iterable[Any]],
+          formats: Optional[Mapping[str, str]] = None, *, plain: bool = False) -> Table:
+    """A Rich table whose title and cells are plain text (markup off), numbers formatted by type (``fmt``);
+    ``formats`` maps a header to the format spec of its column. ``plain``: no box, no title styling."""
+    headers = [str(h) for h in headers]
+    specs = [(formats or {}).get(h) for h in headers]
+    style: dict[str, Any] = dict(box=None, show_edge=False, pad_edge=False, header_style="") if plain else {}
+    t = Table(title=None if title is None else Text(title), **style)
     for i, h in enumerate(headers):
-        t.add_column(Text(str(h)), justify="left" if i == 0 else "right")
+        t.add_column(Text(h), justify="left" if i == 0 else "right")
     for r in rows:
-        t.add_row(*[Text(fmt(v)) for v in r])
+        t.add_row(*[Text(fmt(v, spec)) for v, spec in zip(r, specs)])
     return t
+
+
+def print_table(title: str, headers: Iterable[str], rows: Iterable[Iterable[Any]],
+                formats: Optional[Mapping[str, str]] = None) -> None:
+    """A table on stdout: boxed, title on top, in a terminal; else plain text (the title on its own line, then
+    aligned columns), full width."""
+    if out.is_terminal:
+        out.print(table(title, headers, rows, formats))
+        return
+    say(title)
+    out.print(table(None, headers, rows, formats, plain=True))
 
 
 # ---------------------------------------------------------------------------------------------------- flag parsers
@@ -140,9 +217,21 @@ REDUCER_HELP = "Token reducer: merge | prune | pool | zip (see `polymodal list r
 ON_ERROR_HELP = "Undecodable values: raise | missing (counted and reported)"
 
 
-def write_table(frame: Any, path: Path, *, other_as_csv: bool = True) -> None:
+def is_stdout(path: Optional[Path]) -> bool:
+    """``--out -``: write to stdout."""
+    return path is not None and str(path) == "-"
+
+
+def write_table(frame: Any, path: Path, *, other_as_csv: bool = True, stdout: bool = False) -> None:
     """Write a DataFrame by file extension: .parquet/.pq, .jsonl/.ndjson, .csv (row index as ``row``). Any other
-    extension is written as CSV, or refused when ``other_as_csv`` is False."""
+    extension is written as CSV, or refused when ``other_as_csv`` is False. ``-`` is CSV on stdout where the
+    command allows it (``stdout``), else refused."""
+    if is_stdout(path):
+        if not stdout:
+            raise PolymodalError("--out - (stdout) is not supported by this command: give a file name "
+                                 "(.parquet, .jsonl or .csv)")
+        typer.echo(frame.to_csv(index_label="row"), nl=False)
+        return
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".jsonl", ".ndjson", ".csv") and not other_as_csv:
         raise PolymodalError(f"cannot write {path.name!r}: use a .parquet, .jsonl or .csv file name")
@@ -202,3 +291,90 @@ def tokens_flag(token_budget: Optional[str], reducer: Optional[str]) -> dict[str
     """``--token-budget`` / ``--reducer`` -> the ``tokens`` option (only the keys given)."""
     spec = given(budget=budget(token_budget), reducer=reducer or None)
     return spec or None
+
+
+# ------------------------------------------------------------------------------------- run folders, threads, time
+RUN_FILES = ("config.json", "schema.json", "weights.safetensors", "report.json")
+CHECKPOINT = Path("checkpoints") / "best.safetensors"
+
+
+def overwrite_option() -> Any:
+    return typer.Option(False, "--overwrite", help="Replace the run in an existing, non-empty --out folder")
+
+
+def threads_option() -> Any:
+    return typer.Option(None, "--threads", min=1, metavar="N",
+                        help="CPU threads for torch (torch.set_num_threads; default: torch's own choice)")
+
+
+def time_limit_option() -> Any:
+    return typer.Option(None, "--time-limit", metavar="MINUTES",
+                        help="Stop training after this many minutes, keeping the best weights so far")
+
+
+def check_run_out(out: Path, overwrite: bool) -> None:
+    """``fit`` / ``align --out``: a run is a folder, so ``-`` is refused; an existing folder that holds anything
+    is refused unless ``--overwrite``. Checked before the table is read."""
+    if is_stdout(out):
+        raise PolymodalError("--out - (stdout) cannot hold a run: a run is a folder (config, schema, weights, "
+                             "report); give a folder path, e.g. --out runs/m1")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise PolymodalError(f"--out folder {str(out)!r} already exists and is not empty: pass --overwrite to "
+                             "replace the run in it, or choose a new folder")
+
+
+@contextlib.contextmanager
+def run_folder(out: Path) -> Iterator[None]:
+    """Around ``fit`` / ``align``: afterwards, a best-weights checkpoint left by an earlier run in the same folder
+    (``--overwrite``; this run wrote none, e.g. without validation) is removed, so the folder holds one run."""
+    ckpt = out / CHECKPOINT
+    started = time.time()
+    yield
+    if ckpt.exists() and ckpt.stat().st_mtime < started:
+        ckpt.unlink()
+
+
+def minutes(value: Optional[float]) -> Optional[float]:
+    """``--time-limit``: a positive number of minutes (the ``max_minutes`` training option)."""
+    if value is not None and not value > 0:
+        raise PolymodalError(f"--time-limit expects a positive number of minutes, got {value:g}")
+    return value
+
+
+def set_threads(n: Optional[int]) -> None:
+    """``--threads N``: torch's intra-op CPU threads, set before any work."""
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+@contextlib.contextmanager
+def training() -> Iterator[None]:
+    """Around a recipe that trains: its Ctrl-C warning is not printed (``stop_if_interrupted`` says it, once)."""
+    import warnings
+
+    from polymodal.train.loop import TrainingInterrupted
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=TrainingInterrupted)
+        yield
+
+
+def stop_if_interrupted(training_report: Mapping[str, Any], out: Path) -> None:
+    """After a Ctrl-C in training the recipe returned (and saved) the best weights so far: say so, exit 130."""
+    if not training_report.get("interrupted"):
+        return
+    best = training_report.get("best_epoch")
+    kept = f"the best weights so far (epoch {best})" if best else "the last weights (no validation epoch finished)"
+    interrupted(f"training stopped after {training_report.get('epochs_run')} epoch(s); saved {kept} to {out}")
+
+
+def decode_note(report: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """``3 values treated as missing (...)`` from a decode report dict, or None when nothing was."""
+    if not report or not (report.get("errors") or report.get("dropped_rows")):
+        return None
+    from polymodal.data.kinds.base import DecodeReport
+
+    keys = ("errors", "examples", "missing", "dropped_rows", "causes")
+    return "decode: " + DecodeReport(**{k: report[k] for k in keys if k in report}).summary()

@@ -74,4 +74,4 @@ def search(
         for rec in res.to_dict(orient="records"):
             c.raw(json.dumps(rec, default=str))
         return
-    c.out.print(c.table(f"top {len(res)}", [str(col) for col in res.columns], res.itertuples(index=False)))
+    c.print_table(f"top {len(res)}", [str(col) for col in res.columns], res.itertuples(index=False))

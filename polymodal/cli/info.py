@@ -2,12 +2,15 @@
 and the main job on it.
 
 ``LISTS`` is the one table of what ``list`` can print: name -> a function returning ``{name: description}``
-(a registry's ``describe``, the presets, the datasets), imported only when asked for.
+(a registered part's docstring summary, the presets, the datasets), imported only when asked for. A part's
+description is the whole first paragraph of its docstring, not its first source line (which often stops
+mid-sentence), printed verbatim (markup off).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
@@ -17,9 +20,19 @@ import typer
 from polymodal.cli import common as c
 
 
+def summary(doc: Optional[str]) -> str:
+    """The first paragraph of a docstring on one line (everything up to the first blank line)."""
+    text = inspect.cleandoc(doc or "")
+    return " ".join(text.split("\n\n", 1)[0].split())
+
+
+def _describe(registry) -> dict[str, str]:
+    return {name: summary(registry.get(name).__doc__) for name in registry.names()}
+
+
 def _registry(module: str, attr: str) -> Callable[[], dict[str, str]]:
     def describe() -> dict[str, str]:
-        return getattr(importlib.import_module(module), attr).describe()
+        return _describe(getattr(importlib.import_module(module), attr))
 
     return describe
 
@@ -28,7 +41,7 @@ def _corruptions() -> dict[str, str]:
     from polymodal.evaluate.corruptions import CORRUPTION_KINDS, CORRUPTIONS
 
     return {name: doc or f"for {', '.join(CORRUPTION_KINDS.get(name, ())) or 'any kind'}"
-            for name, doc in CORRUPTIONS.describe().items()}
+            for name, doc in _describe(CORRUPTIONS).items()}
 
 
 def _presets() -> dict[str, str]:

@@ -12,6 +12,11 @@ import typer
 from polymodal.cli import common as c
 
 
+# ``experiments.compare.summary_rows`` columns by type: a count, seconds (1 decimal), milliseconds; the metric
+# columns take the default (4 decimals)
+COMPARE_FORMATS = {"params": "d", "train s": ".1f", "latency ms/sample": ".4f"}
+
+
 @c.guarded
 def compare(
     data: Path = typer.Argument(..., help="Training table (.csv/.parquet/.jsonl), or a built-in dataset name"),
@@ -43,11 +48,11 @@ def compare(
     summary = cmp.compare(
         train, label, test=test_src, fusions=fusions, seeds=tuple(range(seeds)), unimodal=unimodal,
         noise=c.floats(noise, "--noise"), test_fraction=test_fraction, workers=workers, out=out,
-        save_models=save_models, on_done=lambda r: c.say(f"  {r['key']}: {r['score']:.4f} ({r['train_s']:.0f}s)"),
+        save_models=save_models, on_done=lambda r: c.say(f"  {r['key']}: {r['score']:.4f} ({r['train_s']:.1f}s)"),
         **opts,
     )
     headers, rows = cmp.summary_rows(summary)
-    c.out.print(c.table(f"compare ({seeds} seed(s)); mean over seeds", headers, rows))
+    c.print_table(f"compare ({seeds} seed(s)); mean over seeds", headers, rows, formats=COMPARE_FORMATS)
     for name, integ in summary.get("integration", {}).items():
         c.say(
             f"  integration {name}: beats every unimodal model and their linear combination in "
@@ -82,7 +87,7 @@ def robustness(
         mnar_rate=mnar_rate, seed=seed, on_error=on_error, out=out,
     )
     for title, headers, rows in robustness_tables(rep):
-        c.out.print(c.table(title, headers, rows))
+        c.print_table(title, headers, rows)
     if out:
         c.done("wrote", f"{out / 'robustness.json'}" + "".join(f", {out / p}" for p in rep.get("plots", [])))
 
@@ -139,16 +144,21 @@ def explain(
                              on_error=on_error)
     used = summary["method"]
     cols = [col for col in rows.columns if col.startswith(f"{used}_")]
-    c.out.print(c.table(
-        f"{used} contribution to the predicted class's probability (first {min(show, len(rows))} rows)",
+    head = rows.head(show)
+    # column by column, not iterrows(): a row Series would turn an integer class (4) into a float (4.0000)
+    c.print_table(
+        f"{used} contribution to the predicted class's probability (first {len(head)} rows)",
         ["row", "prediction", *[col[len(used) + 1:] for col in cols]],
-        [[i, r["prediction"], *[float(r[col]) for col in cols]] for i, r in rows.head(show).iterrows()],
-    ))
+        [list(r) for r in zip(head.index, head["prediction"], *(head[col] for col in cols))],
+    )
     per_class = summary.get("per_class", {}).get(used, {})
     if per_class:
         mods = list(next(iter(per_class.values())))
-        c.out.print(c.table(f"mean {used} contribution per {summary['grouped_by']} class", ["class", *mods],
-                            [[k, *[v[m] for m in mods]] for k, v in per_class.items()]))
+        c.print_table(f"mean {used} contribution per {summary['grouped_by']} class", ["class", *mods],
+                      [[k, *[v[m] for m in mods]] for k, v in per_class.items()])
+    note = c.decode_note(summary.get("decode_report"))
+    if note:
+        c.say(note)
     if out:
         c.write_table(rows, out)
         out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))

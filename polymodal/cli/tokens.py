@@ -53,7 +53,7 @@ def bench_tokens(
              f"batch {res['batch_size']}, {threads} thread(s))")
     headers = ["reducer", "budget", "tokens", "accuracy", "ms/batch", "throughput x", "FLOPs x", "MFLOPs/sample",
                "attn MB (peak layer)"]
-    c.out.print(c.table(title, headers, rows))
+    c.print_table(title, headers, rows)
     c.say("throughput x = full-token time / reduced time (same process, median over "
           f"{reps} back-to-back pairs); FLOPs x = full / reduced FLOPs of the same encoder + fusion forward")
     if out:

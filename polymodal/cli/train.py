@@ -1,7 +1,9 @@
 """``polymodal fit`` / ``evaluate`` / ``predict``: train a supervised model on a table, score it, predict with it.
 
 ``fit`` takes its configuration in layers, later wins: ``--preset`` < ``--config`` < explicit flags < ``--set``.
-Every config flag defaults to None, so only the flags given override the preset / config file.
+Every config flag defaults to None, so only the flags given override the preset / config file. ``--out`` is a
+run folder: ``-`` is refused, and so is an existing non-empty folder unless ``--overwrite`` (checked before the
+table is read). ``predict --out -`` writes CSV to stdout (its notes then go to stderr).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def fit(
     ignore: Optional[str] = typer.Option(None, help="Columns to ignore (comma-separated)"),
     task: Optional[str] = typer.Option(None, help="classify | regress (default: inferred from the label)"),
     on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+    time_limit: Optional[float] = c.time_limit_option(),
+    threads: Optional[int] = c.threads_option(),
+    overwrite: bool = c.overwrite_option(),
 ) -> None:
     """Train a model on a table and save it to --out."""
     from polymodal.recipes.fit import fit as fit_
@@ -69,20 +74,24 @@ def fit(
         fusion=fusion, encoders=c.encoder_flag(encoders), dim=dim, modality_dropout=modality_dropout,
         aux_weight=aux_weight, tokens=c.tokens_flag(token_budget, reducer), align=alignment or None, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction, seed=seed,
+        max_minutes=c.minutes(time_limit),
     )
     options = c.layered(flags, sets)  # the recipe checks names, options and --out before reading the table
+    table_flags = dict(kinds=c.kinds(kinds), groups=c.groups(group), use=c.names(use), ignore=c.names(ignore) or ())
     if align is None and align_weight is not None:
         _check_align_weight(options, preset, config)
-    model = fit_(
-        train, label, validation=validation, kinds=c.kinds(kinds), groups=c.groups(group), use=c.names(use),
-        ignore=c.names(ignore) or (), task=task, out=out, preset=preset, config=config, on_error=on_error, **options,
-    )
+    c.check_run_out(out, overwrite)
+    c.set_threads(threads)
+    with c.training(), c.run_folder(out):
+        model = fit_(train, label, validation=validation, task=task, out=out, preset=preset, config=config,
+                     on_error=on_error, **table_flags, **options)
     info = model.info
     c.done("saved", f"{out}  ({model!r})")
     c.say(
         f"trained {info['training']['epochs_run']} epochs in {info['train_s']:.1f}s; "
-        f"best validation: {_fmt_best(info['training'])}; decode: {info['decode_report']['errors'] or 'no errors'}"
+        f"best validation: {_fmt_best(info['training'])}; {c.decode_note(info['decode_report']) or 'decode: no errors'}"
     )
+    c.stop_if_interrupted(info["training"], out)
 
 
 def _check_align_weight(options: dict[str, Any], preset: Optional[str], config: Optional[Path]) -> None:
@@ -116,22 +125,33 @@ def evaluate(
     label: Optional[str] = typer.Option(None, help="Alignment runs: label column for class-level retrieval"),
     token_budget: Optional[str] = typer.Option(None, help=c.TOKEN_BUDGET_HELP),
     reducer: Optional[str] = typer.Option(None, help=c.REDUCER_HELP),
+    threads: Optional[int] = c.threads_option(),
 ) -> None:
     """Metrics (accuracy, macro-F1, confusion matrix) plus accuracy for every subset of modalities; for an
     alignment run (`polymodal align`): R@1/5/10 and median rank in both directions, modality gap."""
     from polymodal.recipes.loading import load
     from polymodal.recipes.runs import run_type
 
+    c.set_threads(threads)
     if run_type(run) == "align":
         return _evaluate_align(run, data, out, label, on_error)
-    from polymodal.evaluate.report import metrics_table
-
     model = with_budget(load(run), token_budget, reducer)
     res = model.evaluate(data, subsets=subsets, on_error=on_error)
-    c.out.print(metrics_table(res, model.schema.task))
+    key, second = ("accuracy", "macro_f1") if model.schema.task == "classify" else ("rmse", "r2")
+    scores = [("all", res["metrics"]), *((f"only {k}", v) for k, v in res.get("subsets", {}).items())]
+    c.print_table("evaluation", ["modalities used", "n", key, second],
+                  [[name, m["n"], m[key], m[second]] for name, m in scores], formats={"n": "d"})
+    _decode_note(res.get("decode_report"))
     if out:
         c.write_json(res, out)
         c.done("wrote", out)
+
+
+def _decode_note(report: Any, *, stderr: bool = False) -> None:
+    """How many values decoding treated as missing (``--on-error missing``), as ``fit`` says it."""
+    text = c.decode_note(report)
+    if text:
+        (c.note if stderr else c.say)(text)
 
 
 def with_budget(model: Any, token_budget: Optional[str], reducer: Optional[str]) -> Any:
@@ -158,11 +178,12 @@ def _evaluate_align(run: Path, data: Path, out: Optional[Path], label: Optional[
         for direction, r in res["retrieval"].items() for level, s in r.items()
     ]
     title = f"retrieval on {res['n']} rows" + (f" (class = {res['label']})" if res["label"] else "")
-    c.out.print(c.table(title, ["direction", "level", "R@1", "R@5", "R@10", "median rank"], rows))
+    c.print_table(title, ["direction", "level", "R@1", "R@5", "R@10", "median rank"], rows)
     gaps = res["modality_gap"]
     for pair, after in gaps["after"].items():
         before = gaps.get("before", {}).get(pair)
         c.say(f"modality gap {pair}: {after:.3f}" + ("" if before is None else f" (before alignment: {before:.3f})"))
+    _decode_note(res.get("decode_report"))
     if out:
         c.write_json(res, out)
         c.done("wrote", out)
@@ -172,13 +193,16 @@ def _evaluate_align(run: Path, data: Path, out: Optional[Path], label: Optional[
 def predict(
     run: Path = typer.Argument(..., help="Run directory written by `polymodal fit`"),
     data: Path = typer.Argument(..., help="Table to predict"),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .csv / .parquet / .jsonl"),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .csv / .parquet / .jsonl, or - for CSV on stdout"),
     on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+    threads: Optional[int] = c.threads_option(),
 ) -> None:
     """Predict every row of a table; writes predictions (and class probabilities)."""
     from polymodal.recipes.loading import load
 
+    c.set_threads(threads)
     preds = load(run).predict(data, on_error=on_error)
-    c.write_table(preds, out)
-    errs = preds.attrs.get("decode_report", {}).get("errors")
-    c.done("wrote", f"{len(preds)} predictions to {out}" + (f" (treated as missing: {errs})" if errs else ""))
+    to_stdout = c.is_stdout(out)
+    c.write_table(preds, out, stdout=True)
+    c.done("wrote", f"{len(preds)} predictions to {'stdout' if to_stdout else out}", stderr=to_stdout)
+    _decode_note(preds.attrs.get("decode_report"), stderr=to_stdout)

@@ -1,8 +1,20 @@
-"""Run training: Lightning Trainer on CPU (or whatever accelerator Lightning finds), early stopping, best weights."""
+"""Run training: Lightning Trainer on CPU (or whatever accelerator Lightning finds), early stopping, best weights.
+
+Ctrl-C during training is not the end of the program: Lightning 2.x answers a ``KeyboardInterrupt`` in
+``Trainer.fit`` by calling the ``on_exception`` hooks, ignoring SIGINT from then on and ``sys.exit(1)``
+(``lightning/pytorch/trainer/call.py: _call_and_handle_interrupt``). ``run_trainer`` catches that exit (and a
+``KeyboardInterrupt`` Lightning did not see), restores the SIGINT handler, puts the best weights seen so far
+back, warns (``TrainingInterrupted``, naming how many epochs ran) and returns the history with
+``"interrupted": True``. Any other ``SystemExit`` propagates.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+import threading
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +29,12 @@ from polymodal.nets.multimodal import MultimodalNet
 from polymodal.train.callbacks import BestWeights
 from polymodal.train.module import LitMultimodal
 from polymodal.train.progress import EpochProgress
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the polymodal package folder
+
+
+class TrainingInterrupted(UserWarning):
+    """Training was interrupted (Ctrl-C): the net holds the best weights seen so far."""
 
 
 def train_net(
@@ -62,17 +80,23 @@ def run_trainer(
 ) -> dict[str, Any]:
     """The one Lightning run behind ``fit`` and ``align``: early stopping on ``monitor`` and the best weights
     restored into ``net`` when there is a validation loader (else ``epochs`` epochs and the last weights), our
-    epoch progress bar, Lightning's own output silenced. Returns the training history."""
+    epoch progress (``train/progress.py``), Lightning's own output silenced, ``max_minutes`` as a time limit.
+    Returns the training history: ``epochs_run``, ``best_epoch`` (1-based), ``best_<monitor>``, ``interrupted``
+    and ``history`` (one entry per validated epoch, ``"epoch"`` counted from 1). Ctrl-C: see the module doc.
+    """
     best = BestWeights(monitor, mode, ckpt_dir)
     callbacks = list(callbacks or [])
     if val_loader is not None:
         callbacks += [best, EarlyStopping(monitor=monitor, mode=mode, patience=train_cfg.patience)]
+    limit_s = 60.0 * train_cfg.max_minutes if train_cfg.max_minutes else None
     if progress:
-        callbacks.append(EpochProgress())
+        callbacks.append(EpochProgress(time_limit_s=limit_s))
+    sigint = _sigint_handler()
+    interrupted = False
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=train_cfg.epochs,
-            max_time=timedelta(minutes=train_cfg.max_minutes) if train_cfg.max_minutes else None,
+            max_time=timedelta(seconds=limit_s) if limit_s else None,
             accelerator="auto",
             devices=1,
             logger=False,
@@ -83,15 +107,51 @@ def run_trainer(
             deterministic=True,
             callbacks=callbacks,
         )
-        trainer.fit(lit, train_loader, val_loader)
+        try:
+            trainer.fit(lit, train_loader, val_loader)
+        except KeyboardInterrupt:  # raised where Lightning does not handle it
+            interrupted = True
+        except SystemExit as e:  # Lightning's answer to Ctrl-C: on_exception hooks, then sys.exit(1)
+            if not (trainer.interrupted and isinstance(e.__context__, KeyboardInterrupt)):
+                raise
+            interrupted = True
+        finally:
+            _restore_sigint(sigint)  # Lightning leaves SIGINT ignored after an interrupt
     best.restore(net)
     net.eval()
+    epochs_run = trainer.fit_loop.epoch_progress.current.processed  # epochs whose training (+ validation) finished
+    if interrupted:
+        kept = (f"restored the best weights so far (epoch {best.best_epoch}, {monitor}={best.best:.4f})"
+                if best.best_epoch is not None else "no validation finished: kept the last weights")
+        _warn_caller(f"training interrupted after {epochs_run} of {train_cfg.epochs} epoch(s); {kept}",
+                     TrainingInterrupted)
     return {
-        "epochs_run": trainer.current_epoch,
+        "epochs_run": epochs_run,
         "best_epoch": best.best_epoch,
         f"best_{monitor}": best.best,
+        "interrupted": interrupted,
         "history": best.history,
     }
+
+
+def _sigint_handler():
+    """The current SIGINT handler (None off the main thread, where signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGINT)
+
+
+def _restore_sigint(handler) -> None:
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
+def _warn_caller(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` with the stacklevel of the first caller outside polymodal (the user's ``fit`` call)."""
+    frame, level = sys._getframe(1), 2  # level 1 is this function, 2 its caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class _quiet_lightning:

@@ -38,6 +38,18 @@ def test_a_bug_propagates_with_its_traceback(tiny_csv, tmp_path, monkeypatch):
     assert "error:" not in res.stderr  # not disguised as a user error
 
 
+def test_bugs_are_exit_1_but_ctrl_c_is_130():
+    @common.guarded
+    def cmd(what: str) -> None:
+        raise {"bug": RuntimeError("boom"), "ctrl-c": KeyboardInterrupt()}[what]
+
+    with pytest.raises(RuntimeError):
+        cmd("bug")
+    with pytest.raises(typer.Exit) as e:
+        cmd("ctrl-c")
+    assert e.value.exit_code == 130
+
+
 def test_user_data_keeps_its_square_brackets(tiny_csv, tmp_path, monkeypatch):
     import polymodal.recipes.fit as recipe
 
@@ -66,6 +78,40 @@ def test_guarded_keeps_the_signature_and_maps_errors():
     assert e.value.exit_code == 2
     with pytest.raises(KeyError):
         cmd("bug")
+
+
+def test_numbers_are_formatted_by_type():
+    import numpy as np
+
+    assert [common.fmt(v) for v in (4, np.int64(4), 0.5, np.float32(0.25), True, None, "c4")] == [
+        "4", "4", "0.5000", "0.2500", "True", "-", "c4"]
+    assert common.fmt(12.345, ".1f") == "12.3" and common.fmt(1234.0, "d") == "1234"
+    assert common.fmt(float("nan")) == "nan"
+
+
+def test_tables_in_a_pipe_are_plain_and_full_width(capsys):
+    headers = ["reducer", "budget", "tokens", "accuracy", "ms/batch", "throughput x", "FLOPs x", "MFLOPs/sample",
+               "attn MB (peak layer)"]
+    title = "token budgets: " + "/a/rather/long/path/to/a/run/folder" * 4
+    common.print_table(title, headers, [["merge_with_a_long_name", 0.5, 12, 0.875, 1.5, 2.0, 2.1, 3.25, 0.5]])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == title  # the title on its own line, not wrapped into the table's width
+    assert lines[1].split() == "reducer budget tokens accuracy ms/batch throughput x FLOPs x MFLOPs/sample attn MB " \
+                               "(peak layer)".split()
+    assert lines[2].split() == ["merge_with_a_long_name", "0.5000", "12", "0.8750", "1.5000", "2.0000", "2.1000",
+                                "3.2500", "0.5000"]
+    assert not any(ch in "\u2026\u2502\u2503\u2501" for line in lines for ch in line)  # no "reduc…", no box
+
+
+def test_a_terminal_keeps_the_boxed_table(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    monkeypatch.setattr(common, "out", Console(file=buf, force_terminal=True, width=100))
+    common.print_table("evaluation", ["modalities used", "n"], [["all", 60]])
+    assert "evaluation" in buf.getvalue() and "\u2503" in buf.getvalue()
 
 
 def test_flag_parsers():

@@ -33,6 +33,19 @@ def test_list(what, names):
 def test_descriptions_print_verbatim():
     res = runner.invoke(app, ["list", "kinds"])
     assert "pixels float32 [N, C, H, W] in [0, 1]" in res.stdout  # markup off: brackets survive
+    res = runner.invoke(app, ["list", "presets"])
+    assert "needs [pretrained]" in res.stdout
+
+
+def test_descriptions_are_whole_first_paragraphs():
+    from polymodal.fusion import FUSIONS
+
+    res = runner.invoke(app, ["list", "fusions"])
+    lines = dict(line.split(": ", 1) for line in res.stdout.splitlines())
+    # the docstring's first source line stops at "cost linear in the"; the listing has the whole sentence
+    assert lines["bottleneck"].endswith("cost linear in the number of modalities; pooled from the latents.")
+    assert lines["transformer"].startswith('[fusion token, one "missing" token per modality')
+    assert set(lines) == set(FUSIONS.names())
 
 
 def test_list_unknown_names_the_choices():

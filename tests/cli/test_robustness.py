@@ -61,6 +61,44 @@ def test_compare_command_on_a_csv(saved):
     assert "compare (1 seed(s))" in r.output and (saved / "cmp" / "compare.json").exists()
 
 
+def _cells(output: str, first: str) -> list[str]:
+    """The cells of the plain-text table row (not a terminal: no box) that starts with ``first``."""
+    return next(line.split() for line in output.splitlines() if line.split()[:1] == [first])
+
+
+def test_compare_formats_numbers_by_type_and_never_truncates(monkeypatch):
+    import polymodal.experiments.compare as cmp
+
+    long_name = "transformer_with_a_rather_long_fusion_name_that_a_narrow_table_would_cut"
+    entry = {"metric": "accuracy", "mean": 0.5, "std": 0.0125, "params": 1234.0, "train_s": 12.345,
+             "latency_ms": 0.123456}  # params averaged over seeds: a float
+    monkeypatch.setattr(cmp, "compare", lambda *a, **k: {"models": {"late": entry, long_name: dict(entry, mean=0.25)}})
+    r = runner.invoke(app, ["compare", "basicmotions", "--label", "activity", "--seeds", "2"])
+    assert r.exit_code == 0, r.output
+    assert _cells(r.stdout, "late") == ["late", "0.5000", "0.0125", "1234", "12.3", "0.1235"]  # int, seconds, 4 dp
+    assert long_name in r.stdout and "\u2026" not in r.stdout  # full width: no "reduc…"
+    assert "accuracy mean" in r.stdout and "latency ms/sample" in r.stdout
+
+
+def test_explain_prints_integer_classes_as_integers(saved, monkeypatch):
+    import pandas as pd
+
+    import polymodal.evaluate.attribution as attribution
+
+    rows = pd.DataFrame({"prediction": [4, 0], "probability": [0.9, 0.8], "shapley_a": [0.25, -0.125],
+                         "shapley_b": [0.5, 0.0]}, index=[10, 11])
+    summary = {"method": "shapley", "grouped_by": "true", "per_class": {"shapley": {"4": {"a": 0.1, "b": 0.2}}},
+               "decode_report": {"errors": {"a1": 2}, "causes": {"bad value": 2}, "examples": [], "missing": {},
+                                 "dropped_rows": {}}}
+    monkeypatch.setattr(attribution, "explain", lambda *a, **k: (rows, summary))
+    r = runner.invoke(app, ["explain", str(saved / "run"), str(saved / "test.csv")])
+    assert r.exit_code == 0, r.output
+    assert _cells(r.stdout, "10") == ["10", "4", "0.2500", "0.5000"]  # a row Series would have made it 4.0000
+    assert _cells(r.stdout, "11") == ["11", "0", "-0.1250", "0.0000"]
+    assert _cells(r.stdout, "4") == ["4", "0.1000", "0.2000"]  # the per-class table
+    assert "decode: 2 values treated as missing" in r.stdout
+
+
 def test_compare_accepts_a_builtin_dataset_name(monkeypatch):
     import polymodal.experiments.compare as cmp
 

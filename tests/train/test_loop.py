@@ -1,18 +1,25 @@
-"""``train/loop.py`` and ``train/module.py``: the one Lightning run — early stopping with the best weights back,
-the history, training without validation, alignment nets, and the parts of the training loss."""
+"""``train/loop.py``, ``train/progress.py`` and ``train/module.py``: the one Lightning run — early stopping with
+the best weights back, the history (epochs from 1), Ctrl-C, the progress output, training without validation,
+alignment nets, and the parts of the training loss."""
 
+import io
 import math
+import os
+import signal
+import time
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from polymodal.config.model import AlignSpec, ModelConfig, TrainConfig
 from polymodal.nets.multimodal import MultimodalNet, NetOutput
 from polymodal.recipes.steps import prepare
 from polymodal.registry import Component
-from polymodal.train.loop import train_net
+from polymodal.train.loop import TrainingInterrupted, train_net
+from polymodal.train.progress import EpochProgress, duration
 from polymodal.train.module import build_optimizer, training_loss, warmup_cosine
 from polymodal.types import Batch, FusionOutput
 from tests.xor_data import GROUPS, xor_table
@@ -32,18 +39,23 @@ def _data(n, cfg=CFG, regress=False):
 
 
 class Snapshots(L.Callback):
-    """The net's weights after every validation, and a deliberate collapse of the net from epoch 2 on."""
+    """The net's weights after every validation (keyed by 1-based epoch), a deliberate collapse of the net from
+    epoch ``sabotage_from`` (1-based) on, and a Ctrl-C in the middle of epoch ``interrupt_in``."""
 
-    def __init__(self, sabotage_from: int | None = None):
+    def __init__(self, sabotage_from: int | None = None, interrupt_in: int | None = None):
         self.states, self.epochs_trained, self.sabotage_from = {}, 0, sabotage_from
+        self.interrupt_in = interrupt_in
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.sabotage_from is not None and trainer.current_epoch >= self.sabotage_from:
+        epoch = trainer.current_epoch + 1
+        if self.sabotage_from is not None and epoch >= self.sabotage_from:
             with torch.no_grad():
                 pl_module.net.head[-1].bias.add_(100.0)  # predictions 100 std away: validation loss explodes
+        if epoch == self.interrupt_in and batch_idx == 1:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        self.states[trainer.current_epoch] = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
+        self.states[trainer.current_epoch + 1] = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.epochs_trained += 1
@@ -52,13 +64,14 @@ class Snapshots(L.Callback):
 def test_early_stopping_restores_the_best_weights(tmp_path):
     schema, tr, va = _data(48, regress=True)
     net = MultimodalNet(schema, CFG)
-    snaps = Snapshots(sabotage_from=2)
+    snaps = Snapshots(sabotage_from=3)
     res = train_net(net, tr, va, CFG, TrainConfig(epochs=20, patience=2, batch_size=16, lr=5e-3), ckpt_dir=tmp_path,
                     callbacks=[snaps], progress=False)
     losses = [h["val_loss"] for h in res["history"]]
-    assert res["best_epoch"] in (0, 1) and res["best_epoch"] == int(np.argmin(losses))
+    assert res["best_epoch"] in (1, 2) and res["best_epoch"] == int(np.argmin(losses)) + 1  # epochs count from 1
     assert res["best_val_loss"] == pytest.approx(min(losses))
-    assert res["epochs_run"] < 20 and len(res["history"]) == res["best_epoch"] + 3  # patience 2, then stop
+    assert res["epochs_run"] < 20 and len(res["history"]) == res["best_epoch"] + 2  # patience 2, then stop
+    assert res["epochs_run"] == len(res["history"]) and res["interrupted"] is False
     assert max(losses) > 100 * min(losses)  # the collapse happened, and was undone:
     best = snaps.states[res["best_epoch"]]
     for k, v in net.state_dict().items():
@@ -70,12 +83,13 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 def test_history_keys_and_monitor_for_classification():
     schema, tr, va = _data(48)
     res = train_net(MultimodalNet(schema, CFG), tr, va, CFG, TrainConfig(epochs=2, batch_size=16), progress=False)
-    assert set(res) == {"epochs_run", "best_epoch", "best_val_acc", "history"}
+    assert set(res) == {"epochs_run", "best_epoch", "best_val_acc", "interrupted", "history"}
     assert len(res["history"]) == 2
     for h in res["history"]:
         assert {"val_loss", "val_acc", "epoch", "elapsed_s"} <= set(h)
         assert 0.0 <= h["val_acc"] <= 1.0 and math.isfinite(h["val_loss"])
-    assert [h["epoch"] for h in res["history"]] == [0, 1]
+    assert [h["epoch"] for h in res["history"]] == [1, 2]  # 1-based, as printed
+    assert res["best_epoch"] in (1, 2)
 
 
 class TrainLosses(L.Callback):
@@ -96,6 +110,44 @@ def test_history_train_loss_is_that_epochs_own():
     assert [h.get("train_loss") for h in res["history"]] == pytest.approx(seen.losses)
 
 
+def test_ctrl_c_returns_the_best_weights_and_leaves_the_interpreter_working(tmp_path):
+    """A KeyboardInterrupt in epoch 3 (Lightning's epoch 2): Lightning's own handler would ignore SIGINT and
+    sys.exit(1); train_net returns instead, with the best epoch's weights (epoch 1: the net collapses from epoch 2
+    on), a warning naming the epochs that ran, ``interrupted`` in the history and Ctrl-C working again."""
+    schema, tr, va = _data(48, regress=True)
+    net = MultimodalNet(schema, CFG)
+    snaps = Snapshots(sabotage_from=2, interrupt_in=3)
+    before = signal.getsignal(signal.SIGINT)
+    said = r"interrupted after 2 of 20 epoch\(s\).*best weights so far \(epoch 1"
+    with pytest.warns(TrainingInterrupted, match=said) as w:
+        res = train_net(net, tr, va, CFG, TrainConfig(epochs=20, patience=10, batch_size=16, lr=5e-3),
+                        ckpt_dir=tmp_path, callbacks=[snaps], progress=False)
+    assert w[0].filename == __file__  # the warning points at the caller, not into polymodal
+    assert res["interrupted"] is True and res["epochs_run"] == 2 and res["best_epoch"] == 1
+    assert [h["epoch"] for h in res["history"]] == [1, 2]
+    for k, v in net.state_dict().items():  # the best epoch's weights, not the collapsed last ones
+        torch.testing.assert_close(v, snaps.states[1][k], msg=k)
+    assert not net.training
+    assert signal.getsignal(signal.SIGINT) is before  # Lightning had set SIG_IGN
+    if before is signal.default_int_handler:  # and a real Ctrl-C raises again
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+
+
+class ExitIn(L.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        raise SystemExit(3)
+
+
+def test_other_exits_are_not_taken_for_ctrl_c():
+    schema, tr, va = _data(24)
+    with pytest.raises(SystemExit) as e:
+        train_net(MultimodalNet(schema, CFG), tr, va, CFG, TrainConfig(epochs=2, batch_size=16), callbacks=[ExitIn()],
+                  progress=False)
+    assert e.value.code == 3
+
+
 def test_without_validation_trains_all_epochs_and_keeps_the_last_weights():
     schema, tr, _ = _data(32)
     net = MultimodalNet(schema, CFG)
@@ -104,6 +156,40 @@ def test_without_validation_trains_all_epochs_and_keeps_the_last_weights():
                     callbacks=[snaps], progress=False)
     assert snaps.epochs_trained == 3 and res["epochs_run"] == 3
     assert res["history"] == [] and res["best_epoch"] is None and res["best_val_acc"] is None
+    assert res["interrupted"] is False
+
+
+# ------------------------------------------------------------------------------------------ progress output
+def test_not_a_terminal_one_flushed_line_per_epoch_then_the_early_stop():
+    schema, tr, va = _data(48, regress=True)
+    buf = io.StringIO()  # not a terminal: a log file, a pipe, CI
+    res = train_net(MultimodalNet(schema, CFG), tr, va, CFG,
+                    TrainConfig(epochs=20, patience=1, batch_size=16, lr=5e-3),
+                    callbacks=[Snapshots(sabotage_from=2), EpochProgress(console=Console(file=buf, width=40))],
+                    progress=False)
+    k = res["epochs_run"]
+    lines = buf.getvalue().splitlines()
+    assert 2 <= k < 20 and len(lines) == k + 1, lines
+    for i, line in enumerate(lines[:-1], start=1):
+        assert line.startswith(f"epoch {i}/20  train_loss=") and "val_loss=" in line, line
+        assert " elapsed " in line and " eta " in line and "\x1b" not in line  # plain text, never wrapped
+    assert lines[-1] == f"early stop at epoch {k}"
+
+
+def test_in_a_terminal_the_bar_completes_at_the_early_stop():
+    schema, tr, va = _data(48, regress=True)
+    buf = io.StringIO()
+    bar = EpochProgress(console=Console(file=buf, force_terminal=True, width=160))
+    res = train_net(MultimodalNet(schema, CFG), tr, va, CFG,
+                    TrainConfig(epochs=20, patience=1, batch_size=16, lr=5e-3),
+                    callbacks=[Snapshots(sabotage_from=2), bar], progress=False)
+    k, steps = res["epochs_run"], res["epochs_run"] * 3  # 36 training rows in batches of 16
+    last = buf.getvalue().split("\r")[-1]
+    assert f"early stop at epoch {k}" in last and f"{steps}/{steps}" in last, last  # not "12/60"
+
+
+def test_duration():
+    assert [duration(s) for s in (4.24, 65, 3720)] == ["4.2s", "1m05s", "1h02m"]
 
 
 def test_an_alignment_net_trains_on_the_validation_objective():
