@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from polymodal.evaluate.report import markdown_table
@@ -128,5 +129,5 @@ def run_demo(out: Path, epochs: int = EPOCHS, quick: bool = False, console: Cons
         f"# polymodal demo: av-digits\n\n{markdown_table(headers, rows)}\n\n"
         "'image removed' = accuracy when the image is marked missing at test time (audio only), and vice versa.\n"
     )
-    console.print(f"[green]wrote[/] {out / 'results.json'} and {out / 'results.md'}")
+    console.print(f"[green]wrote[/] {escape(str(out / 'results.json'))} and {escape(str(out / 'results.md'))}")
     return results
