@@ -4,12 +4,23 @@
   plus the folder that relative file paths in its cells resolve against;
 * ``fit_schema`` lets every modality's processor learn its options from the training table;
 * ``decode_table`` turns each modality into ``(arrays, present)`` following ``kinds/base.py``.
+
+``read_table`` checks the file before parsing it: it must be a regular file (symlinks followed; a FIFO, a device
+such as ``/dev/zero``, a socket or a directory is refused before it is opened, and a symlink loop is reported as
+one), and its first bytes must fit its extension (``PAR1`` for Parquet; UTF-8 text without NUL bytes for CSV /
+TSV / JSON), so random or binary content says ``not a CSV file`` rather than a parser's traceback. A CSV / TSV is
+also checked for its structure, which pandas would repair silently: a duplicate column name in the header
+(pandas renames the second ``note`` to ``note.1``) and a line with fewer (or more) fields than the header (pandas
+pads it with NaN) are ``SchemaError``s naming the name or the line.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +43,116 @@ FORMATS = {
 }
 _COMPRESSION = (".gz", ".bz2", ".zip", ".xz", ".zst")
 ACCEPTED = "CSV (.csv, .tsv), Parquet (.parquet, .pq), JSON Lines (.jsonl, .ndjson), JSON records (.json)"
+SNIFF_BYTES = 65536  # how much of a table file is looked at to tell text from binary content
+
+
+def _stat_table(path: Path) -> None:
+    """Refuse a path that is absent, a symlink loop, a directory or not a regular file (before opening it)."""
+    try:
+        st = os.stat(path)  # follows symlinks
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SchemaError(
+                f"table file {str(path)!r} is a symlink loop (it links, directly or through other links, back to "
+                "itself); point it at a table file"
+            ) from None
+        if isinstance(e, FileNotFoundError):
+            if os.path.islink(path):
+                raise SchemaError(
+                    f"table file {str(path)!r} is a symlink to {os.readlink(path)!r}, which does not exist"
+                ) from None
+            raise SchemaError(
+                f"table file {str(path)!r} does not exist (looked in {str(path.absolute().parent)!r})"
+            ) from None
+        raise SchemaError(f"cannot access table file {str(path)!r}: {e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SchemaError(f"{str(path)!r} is a directory; pass a table file ({ACCEPTED})")
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a plain file")
+        raise SchemaError(f"table file {str(path)!r} is not a regular file ({what}); pass a table file ({ACCEPTED})")
+
+
+def _head(path: Path) -> bytes:
+    """The first ``SNIFF_BYTES`` of the file, decompressed when its extension says so."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    if opener is None and path.suffix.lower() in _COMPRESSION:
+        return b""  # .zip / .zst: left to pandas
+    try:
+        with (opener or open)(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise SchemaError(f"cannot read table file {str(path)!r}: the {path.suffix} data is corrupt ({e})") from None
+
+
+def _sniff(path: Path, fmt: str) -> None:
+    """Refuse content that cannot be the format its extension names (random bytes, an image renamed .csv...)."""
+    head = _head(path)
+    if not head:
+        return
+    name = {"tsv": "TSV (CSV)", "jsonl": "JSON Lines", "json": "JSON"}.get(fmt, fmt.upper())
+    if fmt == "parquet":
+        if head[:4] != b"PAR1":
+            raise SchemaError(
+                f"table file {str(path)!r} is not a Parquet file: it does not start with the Parquet magic bytes "
+                f"'PAR1' (first bytes {head[:8]!r}); accepted: {ACCEPTED}"
+            )
+        return
+    text = head
+    if len(head) == SNIFF_BYTES:  # may end inside a multi-byte character
+        text = head[:-4]
+    try:
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, head.index(b"\0"), head.index(b"\0") + 1, "NUL byte")
+        text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SchemaError(
+            f"table file {str(path)!r} is not a {name} file: its content is binary or not UTF-8 text "
+            f"({e.reason} at byte {e.start}; first bytes {head[:8]!r}); accepted: {ACCEPTED}"
+        ) from None
+
+
+def _check_csv(path: Path, sep: str) -> None:
+    """Duplicate header names and lines whose field count differs from the header's: both a ``SchemaError``."""
+    if path.suffix.lower() in (".zip", ".zst"):
+        return
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    where = f"table file {str(path)!r}"
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter=sep)
+        header = next(reader, None)
+        while header is not None and not any(h.strip() for h in header):  # pandas skips blank lines
+            header = next(reader, None)
+        if header is None:
+            return
+        seen: dict[str, int] = {}
+        for k, h in enumerate(header, 1):
+            if h == "":
+                continue
+            if h in seen:
+                raise SchemaError(
+                    f"{where}: the header names column {h!r} twice (columns {seen[h]} and {k}); pandas would "
+                    f"rename the second to {h + '.1'!r} silently. Give every column a distinct name"
+                )
+            seen[h] = k
+        n = len(header)
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line (skipped by pandas too)
+            if len(row) != n:
+                few = "fewer" if len(row) < n else "more"
+                raise SchemaError(
+                    f"{where}: line {reader.line_num} has {len(row)} field(s), {few} than the header's {n} "
+                    f"({', '.join(header[:8])}{', ...' if n > 8 else ''}); pandas would "
+                    + ("pad it with missing values" if few == "fewer" else "refuse or shift it")
+                    + " silently. Fix the line (a missing or extra separator, or an unquoted value containing "
+                    f"{sep!r})"
+                )
 
 
 def _format_of(path: Path) -> str | None:
@@ -109,16 +230,21 @@ def read_table(source: Table | pd.DataFrame | str | os.PathLike) -> Table:
             f"accepted files: {ACCEPTED}"
         )
     path = Path(source).expanduser()
-    if not path.exists():
-        raise SchemaError(f"table file {str(path)!r} does not exist (looked in {str(path.resolve().parent)!r})")
-    if path.is_dir():
-        raise SchemaError(f"{str(path)!r} is a directory; pass a table file ({ACCEPTED})")
+    _stat_table(path)
     fmt = _format_of(path)
     if fmt is None:
         raise SchemaError(
             f"cannot read table {path.name!r}: unknown file extension {''.join(path.suffixes) or '(none)'!r}; "
             f"accepted: {ACCEPTED}"
         )
+    _sniff(path, fmt)
+    try:
+        if fmt in ("csv", "tsv"):
+            _check_csv(path, "," if fmt == "csv" else "\t")
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SchemaError(
+            f"table file {str(path)!r} is not a {fmt.upper()} file: {type(e).__name__}: {e}; accepted: {ACCEPTED}"
+        ) from None
     try:
         if fmt == "csv":
             frame = pd.read_csv(path)

@@ -22,7 +22,7 @@ from polymodal.data.dataset import DecodedDataset
 from polymodal.data.decode import decode
 from polymodal.data.kinds.base import DecodeContext
 from polymodal.data.labels import drop_missing_labels, encode_labels, fit_labels
-from polymodal.data.schema import Schema, infer_schema
+from polymodal.data.schema import Schema, infer_schema, schema_lines
 from polymodal.data.split import split_rows
 from polymodal.data.table import decode_table, fit_schema, read_table
 from polymodal.errors import SchemaError
@@ -67,13 +67,20 @@ def prepare(
     frame, base_dir = read_table(train)
     check_label_not_grouped(label, groups)
     all_kinds, inferred = kinds_from_encoders(frame, label, cfg, kinds=kinds, groups=groups, ignore=ignore)
-    schema = infer_schema(frame, label, kinds=all_kinds, groups=groups, ignore=ignore, task=task)
+    schema = infer_schema(frame, label, kinds=all_kinds, groups=groups, ignore=ignore, task=task, base_dir=base_dir)
     check_encoder_keys(schema, frame, cfg)
     if use is not None:
         unknown = set(use) - set(schema.names)
         if unknown:
             raise SchemaError(f"use= names unknown modalities {sorted(unknown)}; the table gives {schema.names}")
         schema.modalities = {m: s for m, s in schema.modalities.items() if m in use}
+    for col, why in inferred.items():  # the kind an encoder implied, not the user's kinds=
+        for s in schema:
+            if col in s.evidence:
+                s.evidence[col] = {**s.evidence[col], "summary": f"{why['kind']}: {why['why']}"}
+    if progress:
+        print("polymodal: schema (modality -> kind <- columns)\n" + "\n".join(f"  {x}" for x in schema_lines(schema)),
+              file=sys.stderr)
     if cfg.is_alignment and len(schema.names) < 2:
         raise SchemaError(
             f"alignment needs at least 2 modalities; the table gives {schema.names}. "

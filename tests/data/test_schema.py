@@ -6,9 +6,19 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
+from polymodal.errors import DecodeError
 from PIL import Image
 
-from polymodal.data.schema import ModalitySpec, Schema, infer_kind, infer_schema, infer_task, is_missing
+from polymodal.data.schema import (
+    ModalitySpec,
+    Schema,
+    infer_column,
+    infer_kind,
+    infer_schema,
+    infer_task,
+    is_missing,
+)
 from polymodal.errors import SchemaError
 
 
@@ -186,3 +196,121 @@ def test_is_missing_rule():
         assert is_missing(v)
     for v in (0, 0.0, "a", b"", [], np.zeros(2)):
         assert not is_missing(v)
+
+
+# ------------------------------------------------------------------- majority inference and its evidence
+def _png_files(folder, n: int, prefix: str = "") -> list[str]:
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        (folder / f"{prefix}{i}.png").write_bytes(_png_bytes())
+    return [f"{folder.name}/{prefix}{i}.png" for i in range(n)]
+
+
+def test_a_png_named_bin_and_a_directory_do_not_change_an_image_column(tmp_path):
+    paths = _png_files(tmp_path / "img", 30)
+    (tmp_path / "img" / "odd.bin").write_bytes(_png_bytes())  # a real PNG under another name
+    (tmp_path / "img" / "sub").mkdir()
+    paths[0], paths[5], paths[17] = "img/odd.bin", "img/sub", "img/typo"  # the first row is the odd one
+    df = pd.DataFrame({"photo": paths, "y": [0, 1] * 15})
+    schema = infer_schema(df, "y", base_dir=tmp_path)
+    assert [(s.name, s.kind) for s in schema] == [("photo", "image")]
+    ev = schema["photo"].evidence["photo"]
+    assert ev["kind"] == "image" and ev["sampled"] == 30 and ev["agree"] == 28 and ev["disagree"] == 2
+    assert ev["rows"] == [5, 17] and ev["by_content_rows"] == [0]
+    assert ev["summary"].startswith("image: 28 of 30 sampled cells are image files")
+    assert "1 recognised by content, not by extension (rows 0)" in ev["summary"]
+    assert "row 5: a directory 'img/sub'" in ev["summary"] and "row 17: the string 'img/typo'" in ev["summary"]
+    # a column of real images that all have odd names is an image column too (magic bytes)
+    for i in range(4):
+        (tmp_path / f"blob{i}").write_bytes(_png_bytes())
+    assert infer_kind("f", pd.Series([f"blob{i}" for i in range(4)]), base_dir=tmp_path) == "image"
+
+
+def test_a_stray_string_in_a_numeric_csv_column_stays_numeric_and_is_reported(tmp_path):
+    rng = np.random.default_rng(0)
+    vals = [f"{x:.3f}" for x in rng.normal(size=40)]
+    vals[7] = "oops"
+    pd.DataFrame({"age": vals, "w": rng.normal(size=40), "y": [0, 1] * 20}).to_csv(tmp_path / "t.csv", index=False)
+    df = pd.read_csv(tmp_path / "t.csv")
+    assert not pd.api.types.is_numeric_dtype(df["age"])  # what one stray string does to a CSV column
+    schema = infer_schema(df, "y")
+    assert [(s.name, s.kind, s.columns) for s in schema] == [("tabular", "tabular", ["age", "w"])]
+    ev = schema["tabular"].evidence["age"]
+    assert ev["as"] == "numeric" and ev["agree"] == 39 and ev["disagree"] == 1 and ev["rows"] == [7]
+    assert ev["summary"] == ("tabular (numeric): 39 of 40 sampled cells are numbers; "
+                             "1 disagrees (row 7: the string 'oops')")
+    assert schema["tabular"].evidence["w"]["as"] == "numeric"
+    # strings that only look numeric, with no stray, stay categorical (as the tabular processor keeps them)
+    ev = infer_column("code", pd.Series(["1", "2", "2", "3"])).evidence
+    assert ev["kind"] == "tabular" and ev["as"] == "categorical" and ev["disagree"] == 0
+
+
+def test_json_list_strings_from_a_csv_are_a_timeseries(tmp_path):
+    from polymodal.data.kinds.base import DecodeContext
+    from polymodal.data.table import decode_table, fit_schema
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "flat": [json.dumps(rng.normal(size=12).round(3).tolist()) for _ in range(6)],
+        "multi": [json.dumps(rng.normal(size=(9, 2)).round(3).tolist()) for _ in range(6)],
+        "y": [0, 1] * 3,
+    })
+    df.to_csv(tmp_path / "t.csv", index=False)
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert isinstance(back["flat"][0], str) and back["flat"][0].startswith("[")
+    schema = infer_schema(back, "y")
+    assert {s.name: s.kind for s in schema} == {"flat": "timeseries", "multi": "timeseries"}
+    assert schema["multi"].evidence["multi"]["summary"] == "timeseries: 6 of 6 sampled cells are JSON numeric lists"
+    ctx = DecodeContext(base_dir=tmp_path)
+    fit_schema(schema, back, ctx, progress=False)
+    arrays = decode_table(schema, back, ctx, progress=False)
+    assert schema["multi"].options["channels"] == 2 and schema["flat"].options["channels"] == 1
+    assert arrays is not None
+
+
+def test_the_majority_of_a_spread_sample_decides_not_the_first_rows():
+    paths = [f"img/{i}.png" for i in range(5000)]
+    paths[:10] = [f"stray {i}" for i in range(10)]  # every first row disagrees
+    found = infer_column("photo", pd.Series(paths))
+    assert found.kind == "image"
+    assert found.evidence["sampled"] == 1000 and found.evidence["disagree"] <= 10
+    assert infer_column("photo", pd.Series(paths)).evidence == found.evidence  # deterministic
+    assert infer_kind("n", pd.Series([1.0, 2.0, "x", 4.0, 5.0], dtype=object)) == "tabular"
+
+
+def test_evidence_round_trips_through_schema_json():
+    schema = infer_schema(_mixed_frame(), "label")
+    again = Schema.from_dict(json.loads(schema.to_json()))
+    assert [s.evidence for s in again] == [s.evidence for s in schema]
+    assert again["photo"].evidence["photo"]["summary"] == "image: 40 of 40 sampled cells are image files"
+    old = json.loads(schema.to_json())
+    for m in old["modalities"]:
+        del m["evidence"]  # a schema.json written before the field existed
+    assert Schema.from_dict(old)["photo"].evidence == {}
+    assert infer_schema(_mixed_frame(), "label", kinds={"city": "text"})["city"].evidence == {
+        "city": {"kind": "text", "summary": "text: set by kinds="}
+    }
+
+
+def test_a_tiny_fit_prints_the_inferred_schema(capsys):
+    import polymodal as pm
+
+    rng = np.random.default_rng(0)
+    n = 24
+    age = [f"{x:.2f}" for x in rng.normal(size=n)]
+    age[3] = "oops"
+    df = pd.DataFrame({
+        "age": age,  # object dtype, as a CSV column with a stray string reads
+        "w": rng.normal(size=n),
+        "signal": [json.dumps(rng.normal(size=(8, 2)).round(3).tolist()) for _ in range(n)],
+        "y": [0, 1] * (n // 2),
+    })
+    with pytest.raises(DecodeError, match=r"row 3, column 'age': expected a number"):  # the stray is a bad value
+        pm.fit(df, "y", epochs=1, dim=16, progress=False)
+    model = pm.fit(df, "y", epochs=1, dim=16, progress=True, on_error="missing")
+    assert model.info["decode_report"]["errors"] == {"age": 1}  # counted, not silently a category
+    err = capsys.readouterr().err.splitlines()
+    i = err.index("polymodal: schema (modality -> kind <- columns)")
+    assert err[i + 1] == "  signal -> timeseries <- signal"
+    assert err[i + 2] == ("  tabular -> tabular <- age, w  [age: tabular (numeric): 23 of 24 sampled cells are "
+                          "numbers; 1 disagrees (row 3: the string 'oops')]")

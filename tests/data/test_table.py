@@ -71,7 +71,7 @@ def test_read_table_errors(tmp_path):
     with pytest.raises(SchemaError, match=r"unknown file extension '\.xlsx'.*Parquet.*JSON Lines"):
         read_table(tmp_path / "t.xlsx")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(SchemaError, match=r"bad\.parquet.*as PARQUET.*accepted"):
+    with pytest.raises(SchemaError, match=r"bad\.parquet.*not a Parquet file.*PAR1.*accepted"):
         read_table(tmp_path / "bad.parquet")
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{"a": \n')
     with pytest.raises(SchemaError, match=r"bad\.jsonl.*line 2"):
@@ -83,6 +83,74 @@ def test_read_table_errors(tmp_path):
         read_table(tmp_path)
     with pytest.raises(SchemaError, match="DataFrame or a path"):
         read_table(42)
+
+
+# ------------------------------------------------------------------ special files, binary content, CSV structure
+def _refused_fast(fn, seconds=5.0):
+    """Run ``fn`` in a thread; it must finish (raise) within ``seconds``: returns the exception it raised."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s (it hangs or reads without bound)"
+    return box.get("error")
+
+
+def test_read_table_refuses_special_files_fast(tmp_path):
+    zero = tmp_path / "zero.csv"
+    zero.symlink_to("/dev/zero")
+    err = _refused_fast(lambda: read_table(zero))
+    assert isinstance(err, SchemaError) and "not a regular file (a character device)" in str(err), err
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    err = _refused_fast(lambda: read_table(fifo))
+    assert isinstance(err, SchemaError) and "not a regular file (a FIFO" in str(err), err
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(tmp_path / "loop2.csv")
+    (tmp_path / "loop2.csv").symlink_to(loop)
+    with pytest.raises(SchemaError, match="symlink loop"):
+        read_table(loop)
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(SchemaError, match="symlink to .*gone.csv.*does not exist"):
+        read_table(dangling)
+
+
+@pytest.mark.parametrize("name,fmt", [("r.csv", "CSV"), ("r.tsv", "TSV"), ("r.jsonl", "JSON Lines"),
+                                      ("r.json", "JSON"), ("r.parquet", "Parquet")])
+def test_read_table_refuses_random_bytes(tmp_path, name, fmt):
+    (tmp_path / name).write_bytes(np.random.default_rng(0).bytes(100_000))
+    with pytest.raises(SchemaError, match=f"not a {fmt}"):
+        read_table(tmp_path / name)
+
+
+def test_read_table_csv_duplicate_header_and_short_rows(tmp_path):
+    p = tmp_path / "dup.csv"
+    p.write_text("id,note,score,note\n1,a,2,b\n")
+    with pytest.raises(SchemaError, match=r"names column 'note' twice \(columns 2 and 4\).*note\.1"):
+        read_table(p)
+    p = tmp_path / "short.csv"
+    p.write_text("id,note,score\n1,a,2\n\n2,b\n3,c,4\n")
+    with pytest.raises(SchemaError, match=r"line 4 has 2 field\(s\), fewer than the header's 3"):
+        read_table(p)
+    p = tmp_path / "long.csv"
+    p.write_text("id,note\n1,a\n2,b,c\n")
+    with pytest.raises(SchemaError, match=r"line 3 has 3 field\(s\), more than"):
+        read_table(p)
+    # empty fields, quoted separators and newlines, blank lines: fine
+    p = tmp_path / "ok.csv"
+    p.write_text('id,note,score\n1,,2\n2,"a, b\nc",3\n\n3,x,\n')
+    frame, _ = read_table(p)
+    assert frame["note"].tolist()[1] == "a, b\nc" and len(frame) == 3 and list(frame.columns) == ["id", "note", "score"]
 
 
 @pytest.fixture

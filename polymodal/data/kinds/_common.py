@@ -1,10 +1,31 @@
-"""Helpers shared by the per-kind processors: error policy, path resolution, sampling, progress bars."""
+"""Helpers shared by the per-kind processors: error policy, path resolution, sampling, progress bars.
+
+**Which files a cell may name.** A path cell is resolved against the table's folder (``DecodeContext.base_dir``)
+when relative; an absolute path, or one that climbs out with ``../``, is read as well: the table is trusted like
+any file the user opens. To confine reads (a server decoding untrusted tables), set ``DecodeContext.root``: every
+path must then resolve, symlinks followed, inside that folder, else the cell is a decode error ``outside the
+allowed root``. Whatever the root, ``checked_file`` accepts only **regular files** (after following symlinks): a
+FIFO, a device such as ``/dev/zero``, a socket or a directory is refused with ``not a regular file`` before
+anything opens it (opening a FIFO would block forever), a symlink loop is reported as one, and a file larger
+than ``MAX_CELL_BYTES`` (256 MiB; change the module constant to allow more) is refused unread.
+
+**Values too large to use.** Numbers are checked *after* the processor's standardisation, on what the encoder
+will see (``check_scaled``): a standardised value must be finite in float32 and at most ``MAX_SCALED`` (1e6)
+in magnitude, i.e. within a million training standard deviations of the training mean. scikit-learn's
+``check_array`` refuses NaN/inf and values too large for the dtype; polymodal goes further because a finite but
+huge float32 (1e25) overflows inside the network (squares in a LayerNorm or an attention softmax) and comes back
+as NaN probabilities. This covers tabular numeric features, time series and depth maps (standardised) and
+audio waves (as they are). A value beyond the bound is a decode error naming row, column and value, or a missing
+value counted as ``bad value`` under ``on_error='missing'``.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import errno
 import math
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +42,9 @@ T = TypeVar("T")
 
 PROGRESS_MIN_ROWS = 200  # below this a progress bar is only noise
 FIT_SAMPLE = 256  # how many training cells the file-based kinds look at to infer their options
+MAX_CELL_BYTES = 256 * 2**20  # the largest file one cell may name (bytes); larger files are refused unread
+MAX_SCALED = 1e6  # the largest |standardised value| a processor hands to an encoder (see the module docstring)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # Set by ``table.decode_table(..., progress=False)``; processors read it through ``track``.
 progress_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("polymodal_progress", default=True)
@@ -82,6 +106,90 @@ def resolve(ctx: DecodeContext, cell: str | os.PathLike) -> Path:
         s = s[len("file://") :]
     p = Path(s).expanduser()
     return p if p.is_absolute() else ctx.base_dir / p
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def checked_file(ctx: DecodeContext, cell: str | os.PathLike) -> Path:
+    """A path cell -> the resolved path of a regular file that may be read, else ``CellError``.
+
+    Refuses (before anything opens the file): a path outside ``ctx.root`` when one is set, a symlink loop, an
+    absent or empty file, anything that is not a regular file after following symlinks (FIFO, device, socket,
+    directory) and a file larger than ``MAX_CELL_BYTES``.
+    """
+    name = os.fspath(cell)
+    path = resolve(ctx, cell)
+    if ctx.root is not None:
+        try:
+            real = Path(os.path.realpath(path))
+        except (OSError, RuntimeError):
+            real = path.absolute()
+        if not real.is_relative_to(ctx.root):
+            raise CellError(
+                f"{name!r} resolves to {str(real)!r}, outside the allowed root {str(ctx.root)!r}",
+                file=name,
+                hint="only files inside the allowed root folder can be read; move the file there or use a path "
+                "relative to the table's folder",
+                cause="forbidden path",
+            )
+    try:
+        st = os.stat(path)  # follows symlinks
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CellError(f"{str(path)!r} is a symlink loop", file=name, cause="unreadable file") from None
+        problem = file_problem(path, name, ctx)
+        raise (problem or CellError(f"cannot access {str(path)!r}: {e}", file=name, cause="unreadable file")) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CellError(
+            f"{str(path)!r} is not a regular file ({_file_kind(st.st_mode)})",
+            file=name,
+            hint="point the cell at a regular file; FIFOs, devices, sockets and directories are never read",
+            cause="unreadable file",
+        )
+    if st.st_size == 0:
+        raise CellError("file is empty (0 bytes)", file=name, cause="empty file")
+    if st.st_size > MAX_CELL_BYTES:
+        raise CellError(
+            f"the file is {st.st_size:,} bytes, over the limit of {MAX_CELL_BYTES:,} bytes per cell",
+            file=name,
+            hint="shrink the file, or raise polymodal.data.kinds._common.MAX_CELL_BYTES",
+            cause="file too large",
+        )
+    return path
+
+
+def check_scaled(z: np.ndarray, raw: np.ndarray, what: str, *, standardised: bool = True) -> None:
+    """Refuse standardised values ``z`` that are not finite in float32 or exceed ``MAX_SCALED`` in magnitude.
+
+    ``raw`` holds the same values before scaling (same shape), for the message. ``standardised=False`` for
+    values the encoder sees as they are (audio waves).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~(np.abs(z) <= MAX_SCALED)
+    if bad.any():
+        k = int(np.flatnonzero(bad.reshape(-1))[0])
+        value = float(raw.reshape(-1)[k])
+        scale = (f"{float(z.reshape(-1)[k]):.3g} training standard deviations from the training mean; "
+                 if standardised else "")
+        raise CellError(
+            f"the {what} holds {int(bad.sum())} value(s) too large to use, e.g. {value:.6g} "
+            f"({scale}the limit is {MAX_SCALED:g} in magnitude)",
+            hint="such a value overflows inside the network; fix it (a unit or parsing error?), clip it, or "
+            "pass on_error='missing' (CLI: --on-error missing) to treat it as missing",
+        )
+
+
+def float32_finite(arr: np.ndarray) -> np.ndarray:
+    """Elementwise: finite and representable in float32 (what fitting statistics may use)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(arr) & (np.abs(arr) <= _FLOAT32_MAX)
 
 
 def check_not_url(cell: str) -> None:

@@ -6,7 +6,12 @@ Options (fitted unless the user set them):
 * ``max_seconds``: the 95th percentile of training durations, rounded up to 0.1 s, capped at 10 s.
 
 Every clip is mixed to mono, cropped to ``T = round(max_seconds * sample_rate)`` samples (the start is kept) and
-zero-padded; ``length`` holds the real samples after cropping (>= 1).
+zero-padded; ``length`` holds the real samples after cropping (>= 1). Cropping happens **before** resampling:
+only the first ``T * rate / sample_rate`` source samples (plus ``RESAMPLE_MARGIN_SECONDS`` of context for the
+resampling filter) are read and resampled, so a long clip at an odd rate (a 200 KB WAV at 1 Hz holds 100000 s)
+costs what the kept seconds cost. A float wave value beyond ``_common.MAX_SCALED`` (1e6) in magnitude is a decode
+error (``_common.check_scaled``; a wave is not standardised, the encoder sees it as it is). Paths go through
+``_common.checked_file`` (regular files only, size-bounded).
 
 A WAV or AIFF file (or bytes) whose header declares more frames than it holds is truncated: a decode error (row,
 column, file, declared and held frames), or a missing value counted as ``truncated audio file``.
@@ -28,11 +33,12 @@ from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
+    check_scaled,
+    checked_file,
     describe,
     fail,
     file_problem,
     most_common,
-    resolve,
     rows_and_values,
     sample_cells,
     to_numeric_array,
@@ -43,6 +49,7 @@ from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 DEFAULT_SAMPLE_RATE = 16000
 MAX_DEFAULT_SECONDS = 10.0
+RESAMPLE_MARGIN_SECONDS = 0.1  # source read past the crop point, so the resampler's filter sees real context
 FIT_SAMPLE_AUDIO = 2000  # durations are cheap to read (headers only), so look at more clips than for images
 _LIBROSA_ONLY = (".mp3", ".m4a", ".aac", ".wma", ".mp4")
 CORRUPT = "corrupt audio file"  # the decode report's cause for a file or bytes no decoder can read
@@ -80,30 +87,40 @@ def _to_float_wave(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+def source_samples(max_len: int | None, rate: int, target_rate: int | None) -> int | None:
+    """How many samples at ``rate`` are needed for ``max_len`` samples at ``target_rate`` (None: all)."""
+    if max_len is None or target_rate is None:
+        return None
+    if rate == target_rate:
+        return max_len
+    return int(math.ceil(max_len * rate / target_rate)) + 16 + int(math.ceil(RESAMPLE_MARGIN_SECONDS * rate))
+
+
 def _read_sf(source: Any, target_rate: int | None, max_len: int | None) -> tuple[np.ndarray, int, int]:
     """soundfile: (mono float32 wave, rate, total frames in the file).
 
-    When the file is already at ``target_rate``, only the first ``max_len`` frames are read (the rest is cropped).
+    Only the frames needed for ``max_len`` samples at ``target_rate`` are read (``source_samples``): the rest
+    would be cropped after resampling anyway.
     """
     import soundfile as sf
 
     with sf.SoundFile(source) as f:
         rate, total = int(f.samplerate), int(f.frames)
-        crop = max_len is not None and rate == target_rate and total >= 0
-        frames = min(total, max_len) if crop else -1
+        need = source_samples(max_len, rate, target_rate)
+        frames = min(total, need) if need is not None and total >= 0 else -1
         y = f.read(frames, dtype="float32", always_2d=True)
     y = y[:, 0] if y.shape[1] == 1 else y.mean(axis=1)
     return y, rate, (total if total >= 0 else len(y))
 
 
-def _read_librosa(path: str) -> tuple[np.ndarray, int]:
+def _read_librosa(path: str, seconds: float | None = None) -> tuple[np.ndarray, int]:
     import warnings
 
     import librosa
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        y, rate = librosa.load(path, sr=None, mono=True)
+        y, rate = librosa.load(path, sr=None, mono=True, duration=seconds)
     return np.asarray(y, dtype=np.float32), int(rate)
 
 
@@ -118,7 +135,7 @@ def _load(
     if isinstance(v, (str, os.PathLike)):
         cell = os.fspath(v)
         check_not_url(cell)
-        path = resolve(ctx, cell)
+        path = checked_file(ctx, cell)  # a regular file, not too large, inside ctx.root
         try:
             y, rate, total = _read_sf(path, target_rate, max_len)
         except Exception as e:  # noqa: BLE001 - every library error becomes a DecodeError
@@ -127,7 +144,10 @@ def _load(
                 raise problem from None
             if cell.lower().endswith(_LIBROSA_ONLY):
                 try:
-                    y, rate = _read_librosa(str(path))
+                    seconds = None
+                    if max_len is not None and target_rate:
+                        seconds = max_len / target_rate + RESAMPLE_MARGIN_SECONDS + 0.1
+                    y, rate = _read_librosa(str(path), seconds)
                     return y, rate, len(y), cell
                 except Exception as e2:  # noqa: BLE001
                     raise CellError(f"cannot decode the audio file: {e2}", file=cell, cause=CORRUPT) from e2
@@ -192,7 +212,7 @@ def _info(v: Any, ctx: DecodeContext) -> tuple[int, float] | None:
             rate = int(v["sampling_rate"])
             return rate, len(_mono(to_numeric_array(v["array"], "audio array"))) / rate
         if isinstance(v, (str, os.PathLike)):
-            path = resolve(ctx, v)
+            path = checked_file(ctx, v)  # never sf.info a FIFO: it would block
             try:
                 info = sf.info(str(path))
             except Exception:  # noqa: BLE001
@@ -276,7 +296,11 @@ class AudioProcessor(Processor):
                 try:
                     if total == 0 or len(y) == 0:
                         raise CellError("the audio is empty (0 samples)", cause="empty file")
+                    need = source_samples(max_len, rate, target)
+                    if need is not None and len(y) > need:
+                        y = y[:need]  # crop before resampling (arrays and decoders that read everything)
                     check_finite(y, "audio")
+                    check_scaled(y, y, "audio", standardised=False)  # a float wave over 1e6 overflows too
                     if rate != target:
                         y = _resample(y, rate, target)
                 except CellError as e:

@@ -119,16 +119,25 @@ def _jsonable(v: Any) -> Any:
 
 @dataclass
 class DecodeContext:
-    """Where relative file paths resolve from, and what to do with undecodable values."""
+    """Where relative file paths resolve from, what to do with undecodable values, and where reads may go.
+
+    ``root``: when set, every file a cell names must resolve (symlinks followed) inside this folder; a path
+    outside it (``../x.png``, an absolute path elsewhere, a symlink pointing out) is a decode error
+    ``outside the allowed root``. ``None`` (the default, for local use) confines nothing: a cell may name any
+    file the process can read. A server that decodes tables from untrusted users should set it.
+    """
 
     base_dir: Path = Path(".")
     on_error: str = "raise"  # "raise" | "missing"
     report: DecodeReport = field(default_factory=DecodeReport)
+    root: Path | None = None
 
     def __post_init__(self) -> None:
         if self.on_error not in ("raise", "missing"):
             raise ValueError(f"on_error must be 'raise' or 'missing', got {self.on_error!r}")
         self.base_dir = Path(self.base_dir)
+        if self.root is not None:
+            self.root = Path(self.root).expanduser().resolve()
 
 
 class Processor(ABC):

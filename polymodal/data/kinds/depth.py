@@ -3,6 +3,10 @@
 Options: ``size`` as for images, ``mean`` / ``std`` of the training values. A depth map is a single-channel image
 file of any bit depth (8/16-bit PNG, 32-bit TIFF...), a ``.npy`` file, ``.npy`` bytes or a 2-D array; values keep
 their units before standardisation (no bit-depth scaling).
+
+A standardised value beyond ``_common.MAX_SCALED`` in magnitude (or not finite in float32) is a decode error
+(``_common.check_scaled``); the fitted ``mean`` / ``std`` use only values finite in float32. Files go through
+``_common.checked_file`` (regular files only, size-bounded) and image files through the image pixel limit.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
+    check_scaled,
+    checked_file,
     fail,
     file_problem,
+    float32_finite,
     most_common,
-    resolve,
     rows_and_values,
     sample_cells,
     std_floor,
@@ -39,7 +45,7 @@ def _depth_map(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
     if isinstance(v, (str, os.PathLike)) and os.fspath(v).strip().lower().endswith(".npy"):
         file = os.fspath(v)
         check_not_url(file)
-        path = resolve(ctx, file)
+        path = checked_file(ctx, file)
         try:
             arr = np.load(path, allow_pickle=False)
         except Exception as e:  # noqa: BLE001
@@ -105,6 +111,7 @@ class DepthProcessor(Processor):
             total, total_sq, count = 0.0, 0.0, 0
             for m in maps:
                 m = resize_float(m, h, w).astype(np.float64)
+                m = m[float32_finite(m)]
                 total += float(m.sum())
                 total_sq += float((m * m).sum())
                 count += m.size
@@ -128,12 +135,19 @@ class DepthProcessor(Processor):
                 n_missing += 1
                 continue
             try:
-                a, _file = _depth_map(v, ctx)
+                a, file = _depth_map(v, ctx)
                 a = resize_float(a, h, w)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    z = (a - mean) * inv_std
+                try:
+                    check_scaled(z, a, "depth map")
+                except CellError as e:
+                    e.file = file
+                    raise
             except CellError as e:
                 fail(ctx, row, col, e)
                 continue
-            pixels[i, 0] = (a - mean) * inv_std
+            pixels[i, 0] = z
             present[i] = True
         ctx.report.add_missing(col, n_missing)
         return {"pixels": pixels}, present

@@ -6,6 +6,11 @@ Image options (fitted unless the user set them):
   ``MAX_DEFAULT_SIDE``, keeping the aspect ratio); other sizes are resized with bilinear interpolation;
 * ``channels``: 1 if every sampled training image is single-channel (grayscale), else 3.
 
+Limits: a path must name a regular file of at most ``_common.MAX_CELL_BYTES`` (``_common.checked_file``); an
+image whose header declares more than ``MAX_IMAGE_PIXELS`` pixels (width x height; 89,478,485, PIL's own default
+bomb limit, about 9459 x 9459) is refused from its header, before any pixel is decoded (a 420 KB PNG can declare
+12000 x 12000 = 144 M pixels); a 0 x 0 image is an error ``empty image (0x0)``, not a present value.
+
 Depth maps reuse the opening and resizing helpers here; their processor lives in ``depth.py``.
 """
 
@@ -25,11 +30,11 @@ from polymodal.data.kinds._common import (
     CellError,
     check_finite,
     check_not_url,
+    checked_file,
     describe,
     fail,
     file_problem,
     most_common,
-    resolve,
     rows_and_values,
     sample_cells,
     to_numeric_array,
@@ -43,6 +48,44 @@ WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # more than 8 bits p
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
 _FILE_HINT_KINDS = "a file path, encoded image bytes, or a pixel array (H x W or H x W x C)"
 CORRUPT_IMAGE = "corrupt image"  # the decode report's cause for a file or bytes PIL cannot decode
+MAX_IMAGE_PIXELS = 89_478_485  # width x height above this is refused from the header (PIL's default bomb limit)
+
+
+def check_pixels(w: int, h: int, file: str | None = None) -> None:
+    """Refuse a declared size over ``MAX_IMAGE_PIXELS`` and an empty (0 x 0) image."""
+    if w * h > MAX_IMAGE_PIXELS:
+        raise CellError(
+            f"the image is {w} x {h} = {w * h:,} pixels, over the limit of {MAX_IMAGE_PIXELS:,} pixels",
+            file=file,
+            hint="downscale the image, or raise polymodal.data.kinds.image.MAX_IMAGE_PIXELS if it is genuine",
+            cause="image too large",
+        )
+    if w == 0 or h == 0:
+        raise CellError(f"empty image ({h}x{w})", file=file)
+
+
+def _open_pil(source: Any, file: str | None, load: bool) -> Image.Image:
+    """Image.open + size checks from the header (before decoding) + optional load."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, with our own limit
+            im = Image.open(source)
+    except Image.DecompressionBombError as e:
+        raise CellError(
+            f"the image is over the limit of {MAX_IMAGE_PIXELS:,} pixels (PIL refused its header: {e})",
+            file=file,
+            cause="image too large",
+        ) from None
+    try:
+        check_pixels(*im.size, file=file)
+    except CellError:
+        im.close()
+        raise
+    if load:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im.load()
+    return im
 
 
 # --------------------------------------------------------------------------------------------------- opening
@@ -61,14 +104,11 @@ def open_cell(v: Any, ctx: DecodeContext, *, load: bool) -> tuple[Image.Image | 
     if isinstance(v, (str, os.PathLike)):
         cell = os.fspath(v)
         check_not_url(cell)
-        path = resolve(ctx, cell)
+        path = checked_file(ctx, cell)  # a regular file, not too large, inside ctx.root: never blocks on a FIFO
         try:
-            im = Image.open(path)
-            if load:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    im.load()
-            return im, cell
+            return _open_pil(path, cell, load), cell
+        except CellError:
+            raise
         except Exception as e:  # noqa: BLE001 - every library error becomes a DecodeError
             problem = file_problem(path, cell, ctx)
             if problem is not None:
@@ -79,17 +119,15 @@ def open_cell(v: Any, ctx: DecodeContext, *, load: bool) -> tuple[Image.Image | 
         if not b:
             raise CellError("the cell holds empty bytes (0 bytes)")
         try:
-            im = Image.open(io.BytesIO(b))
-            if load:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    im.load()
-            return im, None
+            return _open_pil(io.BytesIO(b), None, load), None
+        except CellError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise CellError(_pil_problem(e), cause=CORRUPT_IMAGE) from e
     if isinstance(v, (np.ndarray, list, tuple)):
         return to_numeric_array(v, "pixel array"), None
     if isinstance(v, Image.Image):
+        check_pixels(*v.size)
         return v, None
     raise CellError(f"expected {_FILE_HINT_KINDS}, got {describe(v)}")
 
@@ -105,6 +143,8 @@ def _pil_problem(e: Exception) -> str:
 
 def _array_hw_c(arr: np.ndarray) -> tuple[int, int, int]:
     """(H, W, C) of an image array, with a clear error for other layouts."""
+    if arr.ndim in (2, 3) and (arr.shape[0] == 0 or arr.shape[1] == 0):
+        raise CellError(f"empty image ({arr.shape[0]}x{arr.shape[1]}): the pixel array has shape {arr.shape}")
     if arr.ndim == 2:
         return arr.shape[0], arr.shape[1], 1
     if arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4):

@@ -9,8 +9,11 @@ merely look numeric stay categorical: no guessing). Options (fitted unless the u
 
 Features follow the order of ``spec.columns``. A missing value (None/NaN/blank) sets that feature's mask False;
 an unseen category is encoded 0 with mask True (the value exists, the model just does not know it); a row is
-present when at least one of its features is. ``+-inf`` in a numeric column is a decode error; under
-``on_error='missing'`` only that feature is treated as missing.
+present when at least one of its features is. ``+-inf`` in a numeric column is a decode error, and so is a finite
+value whose standardised form ``(x - mean) / std`` exceeds ``_common.MAX_SCALED`` (1e6) in magnitude or is not
+finite in float32 (such as 1e25 with training values near 1: it would overflow inside the network and come back
+as NaN predictions); under ``on_error='missing'`` only that feature is treated as missing, counted as ``bad
+value``. The fitted mean/std use only the values finite in float32.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from polymodal.errors import SchemaError
 from polymodal.data.schema import ModalitySpec, is_missing
-from polymodal.data.kinds._common import CellError, describe, fail, std_floor
+from polymodal.data.kinds._common import MAX_SCALED, CellError, describe, fail, float32_finite, std_floor
 from polymodal.data.kinds.base import PROCESSORS, DecodeContext, Processor
 
 
@@ -60,8 +63,11 @@ class TabularProcessor(Processor):
                 continue  # set by the user
             series = frame[col]
             values = _float_column(series)
+            if values is None and (spec.evidence.get(col) or {}).get("as") == "numeric":
+                # inference found a majority of numbers: the strays become bad values of a numeric column at decode
+                values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             if values is not None:
-                finite = values[np.isfinite(values)]
+                finite = values[float32_finite(values)]
                 mean = float(finite.mean()) if finite.size else 0.0
                 std = float(finite.std()) if finite.size else 1.0
                 numeric[col] = {"mean": mean, "std": std_floor(std)}
@@ -115,7 +121,24 @@ class TabularProcessor(Processor):
             ctx.report.add_missing(col, int((~mask).sum() - bad.sum()) - n_err)
             stats = numeric[col]
             mean, std = float(stats["mean"]), std_floor(float(stats["std"]))
-            num[:, j] = np.where(mask, (np.where(mask, values, mean) - mean) / std, 0.0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = (np.where(mask, values, mean) - mean) / std
+            huge = mask & ~(np.abs(z) <= MAX_SCALED)
+            for i in np.flatnonzero(huge):
+                fail(
+                    ctx,
+                    rows[i],
+                    col,
+                    CellError(
+                        f"the numeric value {values[i]:.6g} is too large to use: {z[i]:.3g} training standard "
+                        f"deviations from the training mean (mean {mean:.6g}, std {std:.6g}; the limit is "
+                        f"{MAX_SCALED:g})",
+                        hint="such a value overflows inside the network; fix it (a unit or parsing error?), clip "
+                        "it, or pass on_error='missing' (CLI: --on-error missing) to treat it as missing",
+                    ),
+                )
+            mask &= ~huge
+            num[:, j] = np.where(mask, z, 0.0)
             num_mask[:, j] = mask
 
         for j, col in enumerate(cat_cols):

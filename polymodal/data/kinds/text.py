@@ -232,7 +232,7 @@ class TextProcessor(Processor):
                     row,
                     col,
                     CellError(
-                        f"expected text, got {describe(v)}",
+                        f"expected a string (text), got {describe(v)}",
                         hint="convert the column to strings (e.g. df[col].astype(str)) if the values are meant as "
                         f"text, give the column another kind (kinds={{{col!r}: 'tabular'}}), or pass "
                         "on_error='missing' (CLI: --on-error missing)",
@@ -266,7 +266,8 @@ class TextProcessor(Processor):
             if is_missing(v):
                 n_missing += 1
             elif not isinstance(v, str):
-                fail(ctx, row, col, CellError(f"expected text, got {describe(v)}", hint="convert the column to strings"))
+                fail(ctx, row, col, CellError(f"expected a string (text), got {describe(v)}",
+                                             hint="convert the column to strings"))
             else:
                 rows.append(i)
                 texts.append(v)

@@ -19,6 +19,11 @@ Options (fitted unless the user set them):
 
 A cell may also be a JSON list string such as ``"[1.0, 2.5, 3.0]"`` (how lists come back from a CSV table).
 
+**Values too large to use.** A standardised value ``(x - mean) / std`` beyond ``_common.MAX_SCALED`` (1e6) in
+magnitude, or not finite in float32, makes the row's series a decode error naming the value (missing, counted as
+``bad value``, under ``on_error='missing'``); training series holding values not finite in float32 are left out
+of the fitted statistics. Series files go through ``_common.checked_file`` (regular files only, size-bounded).
+
 **Several columns** (``groups={"motion": ["ax", "ay", "az"]}``): each column holds its channel(s) of the series
 (``[T]``, or ``[T, Ck]`` for several) and a row's series stacks them in the order given, so they must have the same
 length within a row. A row empty in every column is missing; a row empty in only some is a decode error.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,14 +43,17 @@ import pandas as pd
 from polymodal.errors import SchemaError
 from polymodal.data.schema import ModalitySpec, is_missing
 from polymodal.data.kinds._common import (
+    MAX_SCALED,
     CellError,
     check_finite,
     check_not_url,
+    check_scaled,
+    checked_file,
     describe,
     fail,
     file_problem,
+    float32_finite,
     most_common,
-    resolve,
     std_floor,
     to_numeric_array,
 )
@@ -55,14 +64,28 @@ MAX_DEFAULT_LENGTH = 1024
 FIT_MAX_FILES = 2000  # file-based series: look at this many training files at most when fitting
 
 
-def _read_csv(source: Any) -> np.ndarray:
+def _read_csv(source: Any, file: str | None = None) -> np.ndarray:
     """A numeric CSV, with or without a header row; one column per channel."""
     try:
         return np.loadtxt(source, delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError:
+    except ValueError as first:
         if hasattr(source, "seek"):
             source.seek(0)
-        return np.loadtxt(source, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+                arr = np.loadtxt(source, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        except ValueError as e:
+            raise CellError(
+                f"the CSV series file holds values that are not numbers ({e})", file=file, cause="corrupt file"
+            ) from None
+        if arr.size == 0:  # one line only, and it is not numbers (a header with no data, or text)
+            raise CellError(
+                f"the CSV series file holds no numbers: its only line is not numbers ({first})",
+                file=file,
+                cause="corrupt file",
+            )
+        return arr
 
 
 def _series(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
@@ -84,9 +107,11 @@ def _series(v: Any, ctx: DecodeContext) -> tuple[np.ndarray, str | None]:
                     "expected a [T] or [T, C] array, a JSON list, or a path to a .npy/.csv file, "
                     f"got the string {s!r:.80}"
                 )
-            path = resolve(ctx, s)
+            path = checked_file(ctx, s)  # a regular file, not too large, inside ctx.root
             try:
-                arr = np.load(path, allow_pickle=False) if low.endswith(".npy") else _read_csv(path)
+                arr = np.load(path, allow_pickle=False) if low.endswith(".npy") else _read_csv(path, s)
+            except CellError:
+                raise
             except Exception as e:  # noqa: BLE001 - every library error becomes a DecodeError
                 problem = file_problem(path, s, ctx)
                 if problem is not None:
@@ -224,6 +249,8 @@ class TimeseriesProcessor(Processor):
                 arr, cell_shapes, _ = _row(spec.columns, cells, ctx, layout)
             except _ColumnError:
                 continue  # reported when the column is decoded
+            if not float32_finite(arr).all():
+                continue  # refused when the column is decoded; it would swamp the statistics
             arrays.append(arr)
             shapes.extend(cell_shapes)
         if "layout" not in opts:
@@ -276,19 +303,36 @@ class TimeseriesProcessor(Processor):
                         hint="a grouped series needs every channel in a row: fill the empty channels, or empty "
                         "the row in every column of the group to mark the series missing",
                     ))
-                arr, _, file = _row(cols, tuple(cells), ctx, layout)
+                arr, shapes, file = _row(cols, tuple(cells), ctx, layout)
                 if arr.shape[1] != channels:
                     raise _ColumnError(cols[0], _channel_error(arr, channels, layout, file))
+                k = min(arr.shape[0], length)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    z = (arr[:k] - mean) / std
+                try:
+                    check_scaled(z, arr[:k], "series")
+                except CellError as e:
+                    e.file = file
+                    raise _ColumnError(_culprit(cols, shapes, layout, z), e) from None
             except _ColumnError as e:
                 fail(ctx, row, e.column, e.err)
                 continue
-            k = min(arr.shape[0], length)
-            series[i, :k] = (arr[:k] - mean) / std
+            series[i, :k] = z
             lengths[i] = k
             present[i] = True
         for c in cols:
             ctx.report.add_missing(c, n_missing)
         return {"series": series, "length": lengths}, present
+
+
+def _culprit(cols: list[str], shapes: list[tuple[int, int]], layout: str, z: np.ndarray) -> str:
+    """The column holding the first too-large standardised value (a grouped series stacks its columns' channels)."""
+    if len(cols) == 1:
+        return cols[0]
+    with np.errstate(invalid="ignore"):
+        c = int(np.argwhere(~(np.abs(z) <= MAX_SCALED))[0, 1])
+    ends = np.cumsum([sh[0] if layout == "channels_first" else sh[1] for sh in shapes])
+    return cols[min(int(np.searchsorted(ends, c, side="right")), len(cols) - 1)]
 
 
 def _channel_error(arr: np.ndarray, channels: int, layout: str, file: str | None) -> CellError:

@@ -46,7 +46,7 @@ def test_text_number_in_text_column():
     with pytest.raises(DecodeError) as info:
         run("text", frame)
     assert_names(info.value, "b", "review")
-    assert "expected text, got int" in str(info.value)
+    assert "expected a string (text), got int (value 42)" in str(info.value)
     _, present, ctx, _ = run("text", frame, on_error="missing")
     assert present.tolist() == [True, False, True] and ctx.report.errors == {"review": 1}
 
