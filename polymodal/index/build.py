@@ -8,12 +8,23 @@ Rows are keyed by ``id_column`` when given, otherwise by the row's modality cell
 digest for inline bytes/arrays). Each row also stores a content hash (file bytes for paths), so a re-build:
 adds new keys, re-embeds rows whose content changed (an edited file), leaves unchanged rows alone, and, with
 ``prune`` (default), removes keys no longer in the table and rows whose files were deleted.
+
+Concurrency: a build holds the index's writer lock (``VectorStore.lock``, an ``flock`` on
+``.polymodal_build.lock`` in the index folder) from before it reads the stored hashes until its last write. A second
+build into the same index fails at once with ``IndexLockedError`` naming the holder's pid (``lock_wait=`` seconds
+makes it wait instead). LanceDB alone would let two builds insert the same new ids twice. A build also repairs ids
+stored more than once (``duplicates_removed``), keeping the newest row, before it compares hashes.
+
+``last_build`` (the CLI prints it) counts ``rows``, ``inserted``, ``updated``, ``unchanged``, ``deleted``,
+``skipped`` (rows not indexed: ``skipped_reasons`` -> count, ``missing_files`` / ``missing_examples`` for the
+files), ``duplicates_removed``, ``decode`` (the merged ``DecodeReport.to_dict()``) and ``decode_summary`` (its
+one line: values treated as missing per cause and column), ``metadata_as_text`` (mixed-type metadata columns
+stored as strings). A build that would index none of a table's rows raises, saying why.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,13 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polymodal.data.schema import Schema, is_missing
 from polymodal.data.table import read_table
 from polymodal.errors import PolymodalError, SchemaError
+from polymodal.index.rows import file_digest, metadata_frame, row_keys_and_hashes
 from polymodal.index.store import IndexError_, VectorStore
 
 FUSED = "fused"
-FILE_KINDS = ("image", "audio", "depth", "timeseries")
 
 
 def load_run(run: Any):
@@ -42,81 +52,6 @@ def load_run(run: Any):
             "(or `fit` with an alignment objective)"
         )
     return model
-
-
-def _digest(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(len(p).to_bytes(8, "little"))
-        h.update(p)
-    return h.hexdigest()[:32]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
-
-
-def _cell_bytes(v: Any) -> bytes:
-    if isinstance(v, bytes):
-        return v
-    if isinstance(v, np.ndarray):
-        return str(v.shape).encode() + str(v.dtype).encode() + np.ascontiguousarray(v).tobytes()
-    if isinstance(v, dict):
-        return b"".join(str(k).encode() + _cell_bytes(v[k]) for k in sorted(v, key=str))
-    if isinstance(v, (list, tuple)):
-        return _cell_bytes(np.asarray(v))
-    return repr(v).encode()
-
-
-def row_keys_and_hashes(
-    schema: Schema, frame: pd.DataFrame, base_dir: Path, names: Sequence[str], id_column: str | None = None
-) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """(key per row, content hash per row, missing-file problems [{row, column, file}])."""
-    keys, hashes, missing = [], [], []
-    cols = [(m, c) for m in names for c in schema[m].columns]
-    ids = frame[id_column].tolist() if id_column else None
-    for i, (row_label, row) in enumerate(zip(frame.index, frame[[c for _, c in cols]].itertuples(index=False, name=None))):
-        key_parts, content_parts = [], []
-        for (m, c), v in zip(cols, row):
-            kind = schema[m].kind
-            if is_missing(v):
-                key_parts.append(b"\0")
-                content_parts.append(b"\0")
-            elif isinstance(v, str) and kind in FILE_KINDS:
-                p = Path(v).expanduser()
-                p = p if p.is_absolute() else base_dir / p
-                key_parts.append(v.encode())
-                if p.is_file():
-                    content_parts.append(_file_digest(p).encode())
-                else:
-                    missing.append({"row": row_label, "column": c, "file": str(p)})
-                    content_parts.append(b"\0missing")
-            else:
-                b = _cell_bytes(v)
-                key_parts.append(b if isinstance(v, str) else _digest(b).encode())
-                content_parts.append(b)
-        keys.append(str(ids[i]) if ids is not None else _digest(*key_parts))
-        hashes.append(_digest(*content_parts))
-    return keys, hashes, missing
-
-
-def metadata_frame(frame: pd.DataFrame, columns: Sequence[str] | None) -> pd.DataFrame:
-    """The metadata to store: given columns, or every column whose values are plain scalars (str/number/bool)."""
-    if columns is not None:
-        absent = [c for c in columns if c not in frame.columns]
-        if absent:
-            raise SchemaError(f"metadata column(s) {absent} not in the table; it has {list(frame.columns)}")
-        return frame[list(columns)]
-    keep = []
-    for c in frame.columns:
-        vals = [v for v in frame[c].head(50).tolist() if not is_missing(v)]
-        if all(isinstance(v, (str, bool, int, float, np.generic)) for v in vals):
-            keep.append(c)
-    return frame[keep]
 
 
 class Index:
@@ -161,92 +96,26 @@ class Index:
         chunk_size: int = 2048,
         ann_threshold: int = 50_000,
         progress: bool = False,
+        lock_wait: float = 0.0,
     ) -> "Index":
-        """Embed the table's new and changed rows into the index at ``path`` (created if absent)."""
-        t0 = time.perf_counter()
-        from polymodal.data.decode import decode
-        from polymodal.evaluate.scoring import embeddings
+        """Embed the table's new and changed rows into the index at ``path`` (created if absent).
 
+        The whole build holds the index's writer lock; ``lock_wait`` is how many seconds to wait for another
+        build that holds it (default 0: fail at once with ``IndexLockedError``, naming its pid).
+
+        ``on_error="missing"``: undecodable values (an absent or corrupt file, a bad value) count as missing and
+        the row is indexed with the modalities that did decode; a row with none is skipped. ``"raise"``: the first
+        undecodable value raises, except absent files, whose rows are skipped (and leave the index)."""
+        t0 = time.perf_counter()
         model = load_run(run)
         fingerprint = _model_fingerprint(run, model)
         store = VectorStore(path, ann_threshold=ann_threshold)
-        if store.exists():
-            meta = store.meta()
-            if meta.get("model_fingerprint") != fingerprint:
-                raise IndexError_(
-                    f"the index at {path} was built with another model ({meta.get('run')}); "
-                    "vectors from two models are not comparable: build into a new folder"
-                )
-        frame, base_dir = read_table(data)
-        if len(frame) == 0:
-            raise SchemaError("the table is empty: nothing to index")
-        if id_column is not None and id_column not in frame.columns:
-            raise SchemaError(f"id column {id_column!r} not in the table; it has {list(frame.columns)}")
-        names = [m for m in model.schema.names if all(c in frame.columns for c in model.schema[m].columns)]
-        if not names:
-            raise SchemaError(
-                f"the table has none of the columns the model reads ({[s.columns for s in model.schema]}); "
-                f"it has {list(frame.columns)}"
-            )
-        keys, hashes, missing = row_keys_and_hashes(model.schema, frame, base_dir, names, id_column)
-        dup = pd.Series(keys).duplicated(keep=False).to_numpy()
-        if dup.any():
-            rows = list(frame.index[dup][:4])
-            raise IndexError_(
-                f"rows {rows} have identical content keys; give each row a unique id with id_column= (--id COLUMN)"
-            )
-        missing_rows = {m["row"] for m in missing}
-        ok = np.array([r not in missing_rows for r in frame.index])
-        existing = store.hashes()
-        todo = np.array([ok[i] and existing.get(k) != h for i, (k, h) in enumerate(zip(keys, hashes))], bool)
-        meta_frame = metadata_frame(frame, metadata)
-        store.write_meta({
-            "run": str(Path(run).resolve()) if isinstance(run, (str, Path)) else None,
-            "model_fingerprint": fingerprint,
-            "modalities": names,
-            "kinds": {m: model.schema[m].kind for m in names},
-            "vectors": [*names, FUSED],
-            "id_column": id_column,
-            "metadata": list(meta_frame.columns),
-            "ann_threshold": ann_threshold,
-            **({k: v for k, v in store.meta().items() if k == "ann_rows"} if store.exists() else {}),
-        })
-        inserted = updated = 0
-        rows = np.flatnonzero(todo)
-        for start in range(0, len(rows), chunk_size):  # each chunk is one atomic commit
-            sel = rows[start : start + chunk_size]
-            part = frame.iloc[sel]
-            _, ds, _ = decode(model.schema, part, on_error=on_error, labels="ignore", names=names, base_dir=base_dir,
-                              progress=False)
-            emb, present = embeddings(model.net, ds, names)
-            r = store.upsert([keys[i] for i in sel], [hashes[i] for i in sel], emb, present, meta_frame.iloc[sel].reset_index(drop=True))
-            inserted, updated = inserted + r["inserted"], updated + r["updated"]
-        stale = [k for k in existing if k not in set(np.asarray(keys, dtype=object)[ok])] if prune else []
-        if not prune:  # rows whose files were deleted still leave the index
-            stale = [keys[i] for i in np.flatnonzero(~ok) if keys[i] in existing]
-        deleted = store.delete(stale)
-        ann = False
-        meta = store.meta()
-        n = len(store)
-        if n >= ann_threshold and n > 1.2 * meta.get("ann_rows", 0):
-            store.create_ann()
-            meta["ann_rows"] = n
-            store.write_meta(meta)
-            ann = True
+        with store.lock(wait=lock_wait):
+            stats = _build_locked(store, run, model, fingerprint, data, path, id_column=id_column, metadata=metadata,
+                                  prune=prune, on_error=on_error, chunk_size=chunk_size, ann_threshold=ann_threshold)
         idx = cls(path, model)
-        idx.last_build = {
-            "rows": len(frame),
-            "inserted": inserted,
-            "updated": updated,
-            "unchanged": int(ok.sum() - todo.sum()),
-            "deleted": deleted,
-            "missing_files": len(missing_rows),
-            "missing_examples": missing[:5],
-            "total": n,
-            "version": store.version,
-            "ann_built": ann,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        stats["seconds"] = round(time.perf_counter() - t0, 3)
+        idx.last_build = stats
         return idx
 
     # ------------------------------------------------------------------ search
@@ -290,9 +159,134 @@ class Index:
         return self.store.search(vector, target, top_k=top_k, where=where, exact=exact)
 
 
+def _build_locked(store: VectorStore, run: Any, model: Any, fingerprint: str, data: Any, path: str | Path, *,
+                  id_column: str | None, metadata: Sequence[str] | None, prune: bool, on_error: str,
+                  chunk_size: int, ann_threshold: int) -> dict[str, Any]:
+    """The body of ``Index.build``, run under the index's writer lock; returns ``last_build``."""
+    from polymodal.data.decode import decode
+    from polymodal.data.kinds.base import DecodeReport
+    from polymodal.evaluate.scoring import embeddings
+
+    if on_error not in ("raise", "missing"):
+        raise PolymodalError(f"on_error must be 'raise' or 'missing', got {on_error!r}")
+    if store.exists():
+        meta = store.meta()
+        if meta.get("model_fingerprint") != fingerprint:
+            raise IndexError_(
+                f"the index at {path} was built with another model ({meta.get('run')}); "
+                "vectors from two models are not comparable: build into a new folder"
+            )
+    frame, base_dir = read_table(data)
+    if len(frame) == 0:
+        raise SchemaError("the table is empty: nothing to index")
+    if id_column is not None and id_column not in frame.columns:
+        raise SchemaError(f"id column {id_column!r} not in the table; it has {list(frame.columns)}")
+    names = [m for m in model.schema.names if all(c in frame.columns for c in model.schema[m].columns)]
+    if not names:
+        raise SchemaError(
+            f"the table has none of the columns the model reads ({[s.columns for s in model.schema]}); "
+            f"it has {list(frame.columns)}"
+        )
+    keys, hashes, missing = row_keys_and_hashes(model.schema, frame, base_dir, names, id_column)
+    dup = pd.Series(keys).duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = list(frame.index[dup][:4])
+        raise IndexError_(
+            f"rows {rows} have identical content keys; give each row a unique id with id_column= (--id COLUMN)"
+        )
+    missing_rows = {m["row"] for m in missing}
+    # under "raise" a row with an absent file is skipped; under "missing" the decoder treats the file as missing
+    ok = np.array([on_error == "missing" or r not in missing_rows for r in frame.index], bool)
+    if not ok.any():
+        ex = missing[0]
+        raise IndexError_(
+            f"none of the {len(frame)} rows can be indexed: every row names a file that does not exist "
+            f"(e.g. column {ex['column']!r}: {ex['file']!r}); check the paths (relative ones resolve against "
+            f"{str(Path(base_dir).resolve())!r}), or pass on_error='missing' (--on-error missing) to index rows "
+            "with the modalities they have"
+        )
+    repaired = store.dedupe()
+    existing = store.hashes()
+    todo = np.array([ok[i] and existing.get(k) != h for i, (k, h) in enumerate(zip(keys, hashes))], bool)
+    meta_frame = metadata_frame(frame, metadata)
+    store.write_meta({
+        "run": str(Path(run).resolve()) if isinstance(run, (str, Path)) else None,
+        "model_fingerprint": fingerprint,
+        "modalities": names,
+        "kinds": {m: model.schema[m].kind for m in names},
+        "vectors": [*names, FUSED],
+        "id_column": id_column,
+        "metadata": list(meta_frame.columns),
+        "ann_threshold": ann_threshold,
+        **({k: v for k, v in store.meta().items() if k == "ann_rows"} if store.exists() else {}),
+    })
+    report = DecodeReport()
+    inserted = updated = 0
+    empty: list[int] = []  # rows where no modality decoded: not stored
+    rows = np.flatnonzero(todo)
+    for start in range(0, len(rows), chunk_size):  # each chunk is one atomic commit
+        sel = rows[start : start + chunk_size]
+        part = frame.iloc[sel]
+        _, ds, rep = decode(model.schema, part, on_error=on_error, labels="ignore", names=names, base_dir=base_dir,
+                            progress=False)
+        report.merge(rep)
+        emb, present = embeddings(model.net, ds, names)
+        keep = np.asarray(present[FUSED], bool)
+        empty.extend(int(i) for i in sel[~keep])
+        if keep.any():
+            r = store.upsert([keys[i] for i in sel[keep]], [hashes[i] for i in sel[keep]],
+                             {k: v[keep] for k, v in emb.items()}, {k: v[keep] for k, v in present.items()},
+                             meta_frame.iloc[sel[keep]].reset_index(drop=True))
+            inserted, updated = inserted + r["inserted"], updated + r["updated"]
+    unchanged = int(ok.sum() - todo.sum())
+    skipped_reasons = {}
+    if (~ok).sum():
+        skipped_reasons["file missing"] = int((~ok).sum())
+    if empty:
+        skipped_reasons["nothing decodable"] = len(empty)
+    if inserted + updated + unchanged == 0:
+        raise IndexError_(
+            f"0 of {len(frame)} rows indexed: no row had a usable value in any of {names} "
+            f"({report.summary()}); nothing was changed in {path}"
+        )
+    indexed = set(np.asarray(keys, dtype=object)[ok]) - {keys[i] for i in empty}
+    if prune:
+        stale = [k for k in existing if k not in indexed]
+    else:  # rows whose files were deleted, or that no longer decode, still leave the index
+        gone = [keys[i] for i in np.flatnonzero(~ok)] + [keys[i] for i in empty]
+        stale = [k for k in gone if k in existing]
+    deleted = store.delete(stale)
+    ann = False
+    meta = store.meta()
+    n = len(store)
+    if n >= ann_threshold and n > 1.2 * meta.get("ann_rows", 0):
+        store.create_ann()
+        meta["ann_rows"] = n
+        store.write_meta(meta)
+        ann = True
+    return {
+        "rows": len(frame),
+        "inserted": inserted,
+        "updated": updated,
+        "unchanged": unchanged,
+        "deleted": deleted,
+        "skipped": int(sum(skipped_reasons.values())),
+        "skipped_reasons": skipped_reasons,
+        "missing_files": int((~ok).sum()),  # rows skipped for an absent file (under "missing": decode report)
+        "missing_examples": missing[:5] if (~ok).any() else [],
+        "duplicates_removed": repaired,
+        "decode": report.to_dict(),
+        "decode_summary": report.summary(),
+        "metadata_as_text": list(meta_frame.attrs.get("as_text", [])),
+        "total": n,
+        "version": store.version,
+        "ann_built": ann,
+    }
+
+
 def _model_fingerprint(run: Any, model: Any) -> str:
     if isinstance(run, (str, Path)) and (Path(run) / "weights.safetensors").exists():
-        return _file_digest(Path(run) / "weights.safetensors")
+        return file_digest(Path(run) / "weights.safetensors")
     h = hashlib.sha256()
     for k, v in sorted(model.net.state_dict().items()):
         h.update(k.encode())

@@ -5,6 +5,14 @@
   ``has_<name> = false``, so it is never returned), and any scalar metadata columns;
 * writes are atomic: every ``upsert`` / ``delete`` is one Lance commit (a new table version). A process killed
   mid-write leaves the previous version readable; a build that writes in chunks leaves the finished chunks;
+* writers are serialised by ``lock()``, an exclusive ``fcntl.flock`` on ``.polymodal_build.lock`` inside the index
+  folder (``Index.build`` holds it for the whole build). LanceDB's own optimistic concurrency does not cover this
+  case: two concurrent ``merge_insert`` commits that insert the same *new* ids touch disjoint fragments, so both
+  succeed and the ids are duplicated (lancedb 0.40 / lance: lance-format/lance#4585, #8949, lancedb/lancedb#2463).
+  ``flock`` is released by the OS when the holder exits or dies, so a crashed build never leaves a stale lock
+  (on a file system without working ``flock``, e.g. some network mounts, remove the file by hand). Readers
+  (search) need no lock: every read sees one committed version;
+* ``dedupe()`` repairs ids stored more than once (by a writer that did not take the lock), keeping the newest row;
 * search is exact (a flat scan) below ``ann_threshold`` rows or with ``exact=True``, approximate (IVF-HNSW-SQ index
   per vector column, re-ranked exactly: ``refine_factor``) above it; ``where`` is an SQL filter on metadata
   (``"split = 'test'"``) applied before the vector search.
@@ -19,10 +27,10 @@ re-reading them from disk through LanceDB each time.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +38,14 @@ import numpy as np
 import pandas as pd
 
 from polymodal.errors import PolymodalError
+from polymodal.index.arrow import RESERVED, fit_to_schema, rows_table
+from polymodal.index.lock import IndexError_, IndexLockedError, writer_lock  # noqa: F401  (IndexLockedError re-exported)
 
 TABLE = "items"
 META = "polymodal_index.json"
-RESERVED = ("id", "hash")
 
 
-class IndexError_(PolymodalError):
-    pass
+LOCK = ".polymodal_build.lock"
 
 
 def _lancedb():
@@ -62,6 +70,34 @@ class VectorStore:
         self._db = None
         self._table = None
         self._cache: dict[str, Any] | None = None  # facts about one table version (see _state)
+        self._lock_depth = 0  # lock() is re-entrant within one store object
+
+    # ------------------------------------------------------------------ writer lock
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    @contextlib.contextmanager
+    def lock(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold the index's writer lock (exclusive across processes, ``index/lock.py``) for the body; re-entrant
+        within one store. ``wait``: seconds to wait for another holder (0 = fail at once with
+        ``IndexLockedError`` naming the holder's pid)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with writer_lock(self.lock_path, wait, what=f"the index at {self.path}"):
+            self._lock_depth = 1
+            self._table = None  # another writer may have committed while we waited: re-open at the latest
+            self._cache = None
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
 
     # ------------------------------------------------------------------ state
     @property
@@ -136,46 +172,60 @@ class VectorStore:
         st = self._state()
         return [] if st is None else list(st["vectors"])
 
-    def hashes(self) -> dict[str, str]:
-        """id -> content hash of every stored row."""
+    def _keys(self):
+        """(ids, hashes, row ids) of every stored row, in one scan of those columns only."""
         t = self.table
         if t is None or t.count_rows() == 0:
-            return {}
-        tab = t.to_arrow().select(["id", "hash"])
-        return dict(zip(tab.column("id").to_pylist(), tab.column("hash").to_pylist()))
+            return [], [], []
+        tab = t.search().select(["id", "hash"]).with_row_id(True).limit(None).to_arrow()
+        return tab.column("id").to_pylist(), tab.column("hash").to_pylist(), tab.column("_rowid").to_pylist()
+
+    def hashes(self) -> dict[str, str]:
+        """id -> content hash of every stored row (of the newest row, for an id stored twice)."""
+        ids, hashes, rowids = self._keys()
+        out: dict[str, tuple[int, str]] = {}
+        for i, h, r in zip(ids, hashes, rowids):
+            if i not in out or r > out[i][0]:
+                out[i] = (r, h)
+        return {i: h for i, (_, h) in out.items()}
+
+    def duplicates(self) -> int:
+        """How many stored rows repeat an id already stored (0 in a healthy index)."""
+        ids, _, _ = self._keys()
+        return len(ids) - len(set(ids))
+
+    def dedupe(self) -> int:
+        """Remove every row whose id is stored again in a newer row (one atomic commit); returns how many.
+
+        "Newest" is the highest row address: the row in the fragment written last (a merge_insert or add writes
+        new fragments, numbered in commit order)."""
+        ids, _, rowids = self._keys()
+        if len(ids) == len(set(ids)):
+            return 0
+        newest: dict[str, int] = {}
+        for i, r in zip(ids, rowids):
+            newest[i] = max(r, newest.get(i, r))
+        drop = [r for i, r in zip(ids, rowids) if r != newest[i]]
+        with self.lock():
+            before = self.table.count_rows()
+            for start in range(0, len(drop), 10_000):
+                self.table.delete(f"_rowid IN ({', '.join(str(int(r)) for r in drop[start:start + 10_000])})")
+            self._cache = None
+            return before - self.table.count_rows()
 
     # ------------------------------------------------------------------ writes
-    def _arrow(self, ids: Sequence[str], hashes: Sequence[str], vectors: Mapping[str, np.ndarray],
-               present: Mapping[str, np.ndarray] | None, metadata: pd.DataFrame | None):
-        import pyarrow as pa
-
-        n = len(ids)
-        cols: dict[str, Any] = {"id": pa.array([str(i) for i in ids], pa.string()), "hash": pa.array(list(hashes), pa.string())}
-        if metadata is not None:
-            if len(metadata) != n:
-                raise ValueError(f"metadata has {len(metadata)} rows for {n} ids")
-            for c in metadata.columns:
-                if c in RESERVED or str(c).startswith(("vec_", "has_")):
-                    raise IndexError_(f"metadata column {c!r} clashes with the index's own columns; rename it")
-                cols[str(c)] = pa.array(_plain_column(metadata[c]), from_pandas=True)
-        for name, v in vectors.items():
-            v = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
-            if v.ndim != 2 or v.shape[0] != n:
-                raise ValueError(f"vectors {name!r} must be [{n}, dim], got {v.shape}")
-            p = np.ones(n, bool) if present is None or name not in present else np.asarray(present[name], bool)
-            v = np.where(p[:, None], v, 0.0).astype(np.float32)
-            cols[f"vec_{name}"] = pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
-            cols[f"has_{name}"] = pa.array(p)
-        return pa.table(cols)
-
     def upsert(self, ids, hashes, vectors, present=None, metadata: pd.DataFrame | None = None) -> dict[str, int]:
-        """Insert new ids and replace existing ones, in one atomic commit."""
+        """Insert new ids and replace existing ones, in one atomic commit (under the writer lock)."""
+        with self.lock():
+            return self._upsert(ids, hashes, vectors, present, metadata)
+
+    def _upsert(self, ids, hashes, vectors, present, metadata) -> dict[str, int]:
         if len(ids) == 0:
             return {"inserted": 0, "updated": 0}
         if len(set(map(str, ids))) != len(ids):
             dup = pd.Series(list(map(str, ids))).duplicated()
             raise IndexError_(f"duplicate ids in one write, e.g. {list(pd.Series(ids)[dup][:3])}; ids must be unique")
-        data = self._arrow(ids, hashes, vectors, present, metadata)
+        data = rows_table(ids, hashes, vectors, present, metadata)
         t = self.table
         if t is None:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -188,19 +238,22 @@ class VectorStore:
                 f"the rows do not match the index's columns (missing {missing}, unexpected {extra}); "
                 "build into a new index folder, or pass the same metadata columns as before"
             )
-        data = data.select(t.schema.names).cast(t.schema)
+        data = fit_to_schema(data, t.schema)
         res = t.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
         return {"inserted": int(res.num_inserted_rows), "updated": int(res.num_updated_rows)}
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Remove these ids (one atomic commit)."""
-        t = self.table
-        if t is None or not ids:
+        """Remove these ids (one atomic commit, under the writer lock)."""
+        if not ids:
             return 0
-        before = t.count_rows()
-        quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
-        t.delete(f"id IN ({quoted})")
-        return before - t.count_rows()
+        with self.lock():
+            t = self.table
+            if t is None:
+                return 0
+            before = t.count_rows()
+            quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
+            t.delete(f"id IN ({quoted})")
+            return before - t.count_rows()
 
     def create_ann(self, names: Sequence[str] | None = None, *, num_partitions: int | None = None) -> list[str]:
         """Build an ANN index (IVF-HNSW-SQ, cosine) on each vector column; returns the columns indexed.
@@ -340,16 +393,3 @@ def _result(tab, score: np.ndarray) -> pd.DataFrame:
     df = tab.to_pandas()
     df.insert(1, "score", np.asarray(score, dtype=float))
     return df.reset_index(drop=True)
-
-
-def _plain_column(s: pd.Series) -> list[Any]:
-    """Metadata cells as Arrow-friendly scalars (numpy scalars -> Python, other objects -> str)."""
-    out = []
-    for v in s.tolist():
-        if v is None or isinstance(v, (str, bool, int, float)):
-            out.append(None if isinstance(v, float) and math.isnan(v) else v)
-        elif isinstance(v, np.generic):
-            out.append(v.item())
-        else:
-            out.append(str(v))
-    return out

@@ -19,7 +19,7 @@ from polymodal.errors import PolymodalError, SchemaError
 from polymodal.evaluate.scoring import embeddings
 from polymodal.nets.multimodal import MultimodalNet
 from polymodal.recipes.embed import embedding_frame, present_names, values_frame
-from polymodal.recipes.runs import load_weights, write_run
+from polymodal.recipes.runs import load_weights, read_run, write_run
 
 
 class Estimator:
@@ -83,24 +83,34 @@ class Estimator:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
+        """Write the run folder atomically (``recipes/runs.py: write_run``): a save that is killed leaves the old run
+        or the new one at ``path``, never a mix."""
         cfg = dump(self.cfg, self.train_cfg, run_type=self.run_type, polymodal_version=__version__)
         return write_run(path, cfg, self.schema, self.net, self.info)
 
     @classmethod
     def from_run(cls, path: str | Path, cfg: dict[str, Any], schema: Schema, info: dict[str, Any]) -> "Estimator":
-        if cfg.get("run_type", "model") != cls.run_type:
-            raise PolymodalError(f"{path} holds a {cfg.get('run_type', 'model')!r} run, not a {cls.run_type!r} "
-                                 "run; load it with pm.load")
+        kind = cfg.get("run_type", "model")
+        if kind != cls.run_type:
+            raise PolymodalError(f"{path} holds a {kind!r} run, not a {cls.run_type!r} run; load it with pm.load")
+        saved_by = f"saved by polymodal {cfg.get('polymodal_version', '?')}; this is {__version__}"
         try:
             model_cfg, train_cfg = build(flatten_sections(cfg))
         except ConfigError as e:
-            raise PolymodalError(f"{path}/config.json: {e} (saved by polymodal "
-                                 f"{cfg.get('polymodal_version', '?')}; this is {__version__})") from None
-        net = load_weights(path, MultimodalNet(schema, model_cfg))
+            raise PolymodalError(f"{path}/config.json: {e} ({saved_by})") from None
+        except Exception as e:  # noqa: BLE001  (a hand-edited config of any shape)
+            raise PolymodalError(f"{path}/config.json is not a valid run config ({type(e).__name__}: {e}; "
+                                 f"{saved_by})".splitlines()[0]) from None
+        try:
+            net = MultimodalNet(schema, model_cfg)
+        except PolymodalError as e:
+            raise PolymodalError(f"{path}: cannot build the net from config.json and schema.json: {e}") from None
+        except Exception as e:  # noqa: BLE001  (fitted options in schema.json that no encoder accepts)
+            raise PolymodalError(f"{path}: cannot build the net from config.json and schema.json ({type(e).__name__}: "
+                                 f"{e}; {saved_by})".splitlines()[0]) from None
+        net = load_weights(path, net)
         return cls(schema, model_cfg, train_cfg, net, info)
 
     @classmethod
     def load(cls, path: str | Path) -> "Estimator":
-        from polymodal.recipes.runs import read_run
-
         return cls.from_run(path, *read_run(path))

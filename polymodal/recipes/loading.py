@@ -13,9 +13,13 @@ from polymodal.recipes.runs import RUN_TYPES, read_run
 
 
 def load(path: str | Path) -> Any:
-    """A ``Model`` saved by ``fit`` or an ``AlignedModel`` saved by ``align`` (``--out`` of either command)."""
+    """A ``Model`` saved by ``fit`` or an ``AlignedModel`` saved by ``align`` (``--out`` of either command).
+
+    The folder's files must belong together (``manifest.json``, see ``recipes/runs.py``); a torn, mixed or
+    tampered folder is a ``PolymodalError`` naming the file, never a silently wrong model."""
     cfg, schema, info = read_run(path)
-    kind = str(cfg.get("run_type", "model"))
+    kind = cfg.get("run_type", "model")
+    kind = kind if isinstance(kind, str) else repr(kind)
     if kind not in RUN_TYPES:
         raise PolymodalError(f"{path} holds a run of type {kind!r}, which this polymodal ({__version__}) cannot load; "
                              f"it loads {', '.join(RUN_TYPES.names())}")

@@ -54,6 +54,7 @@ def test_with_token_budget_returns_a_copy_and_leaves_the_original_alone(trained,
     cfg = json.loads((tmp_path / "half" / "config.json").read_text())
     cfg["model"].pop("tokens")
     (tmp_path / "half" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "half" / "manifest.json").unlink()  # an older run folder: no manifest, loaded unchecked
     assert torch.equal(_logits(load(tmp_path / "half"), test), before)
 
 

@@ -44,7 +44,7 @@ def test_save_load_gives_identical_predictions(fitted, av_small, tmp_path):
     _, test = av_small
     before = fitted.predict(test)
     fitted.save(tmp_path / "run")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "report.json", "schema.json", "weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "manifest.json", "report.json", "schema.json", "weights.safetensors"]
     loaded = pm.load(tmp_path / "run")
     after = loaded.predict(test)
     pd.testing.assert_frame_equal(before, after)

@@ -1,5 +1,6 @@
 """``recipes/runs.py`` and ``pm.load``: one run-folder format, read once, clear errors, nothing unpickled."""
 
+import hashlib
 import json
 import pickle
 import shutil
@@ -14,7 +15,7 @@ import polymodal as pm
 from polymodal.data.schema import ModalitySpec, Schema
 from polymodal.errors import PolymodalError
 from polymodal.recipes.model import Model
-from polymodal.recipes.runs import NEEDED, RUN_TYPES, load_weights, read_run, run_type, write_run
+from polymodal.recipes.runs import MANIFEST, NEEDED, RUN_TYPES, load_weights, read_run, run_type, write_run
 from tests.xor_data import GROUPS, xor_table
 
 
@@ -33,6 +34,13 @@ def run(saved, tmp_path):
     return dst
 
 
+def reseal(run) -> None:
+    """Rewrite manifest.json for the files as they are now, so a test reaches the checks behind the sha256 one."""
+    m = json.loads((run / MANIFEST).read_text())
+    m["sha256"] = {n: hashlib.sha256((run / n).read_bytes()).hexdigest() for n in m["sha256"] if (run / n).exists()}
+    (run / MANIFEST).write_text(json.dumps(m))
+
+
 def _clear(exc: BaseException) -> None:
     """A clear error: raised on purpose, with no chained traceback from inside json / safetensors / torch."""
     assert isinstance(exc, PolymodalError)
@@ -47,7 +55,7 @@ def test_write_read_round_trip(tmp_path):
     config = {"run_type": "model", "model": {"dim": 8}, "train": {"epochs": 1}}
     info = {"n_train": 5, "history": [{"val_acc": 0.5}]}
     write_run(tmp_path / "r", config, schema, net, info)
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([*NEEDED, "report.json"])
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted([*NEEDED, "report.json", MANIFEST])
     cfg, schema2, info2 = read_run(tmp_path / "r")
     assert cfg == config and info2 == info and schema2 == schema
     assert run_type(tmp_path / "r") == "model"
@@ -72,7 +80,20 @@ def test_saved_model_loads_with_its_configs_and_run_type(saved):
 
 def test_report_is_optional(run):
     (run / "report.json").unlink()
+    with pytest.raises(PolymodalError, match=r"report\.json is missing but listed in manifest\.json.*modified or torn"):
+        pm.load(run)
+    (run / MANIFEST).unlink()  # a run written before manifests: loads unchecked
     assert pm.load(run).info == {}
+
+
+def test_a_hand_edited_file_is_refused_as_modified_or_torn(run, saved):
+    schema = json.loads((run / "schema.json").read_text())
+    schema["classes"] = schema["classes"][::-1]
+    (run / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(PolymodalError, match=r"schema\.json does not match its sha256 in manifest\.json: the run "
+                                             r"folder .* was modified or torn") as e:
+        pm.load(run)
+    _clear(e.value)
 
 
 @pytest.mark.parametrize("absent", NEEDED)
@@ -94,14 +115,18 @@ def test_not_a_folder(tmp_path):
 
 @pytest.mark.parametrize("name,text,match", [
     ("config.json", "{not json", "unreadable config"),
-    ("config.json", "[1, 2]", "no model / train sections"),
-    ("config.json", '{"model": {}}', "no model / train sections"),
+    ("config.json", "[1, 2]", "holds a list, not an object with model / train sections"),
+    ("config.json", '{"model": {}}', "config.json has no 'train' key"),
+    ("config.json", '{"train": {}}', "config.json has no 'model' key"),
     ("schema.json", '{"modalities": [{"name": "a"}]}', "unreadable config, schema or report"),
     ("schema.json", '{"modalities": [{"name": "a", "kind": "smell", "columns": ["x"]}]}', "unknown kind 'smell'"),
     ("report.json", "\x00\x01", "unreadable"),
 ])
 def test_corrupt_json_is_a_clear_error(run, name, text, match):
     (run / name).write_text(text)
+    with pytest.raises(PolymodalError, match=rf"{name} does not match its sha256.*modified or torn"):
+        pm.load(run)
+    reseal(run)
     with pytest.raises(PolymodalError, match=match) as e:
         pm.load(run)
     _clear(e.value)
@@ -111,16 +136,19 @@ def test_a_config_that_no_longer_validates_names_the_file_and_versions(run):
     cfg = json.loads((run / "config.json").read_text())
     cfg["model"]["dim"] = 30
     (run / "config.json").write_text(json.dumps(cfg))
+    reseal(run)
     with pytest.raises(PolymodalError, match=r"config\.json: dim must be a positive multiple of 4.*saved by polymodal"):
         pm.load(run)
 
 
 def test_corrupt_or_mismatched_weights_are_a_clear_error(run):
     (run / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
+    reseal(run)
     with pytest.raises(PolymodalError, match=r"cannot load .*weights\.safetensors") as e:
         pm.load(run)
     _clear(e.value)
     save_file({"something.else": torch.zeros(2)}, str(run / "weights.safetensors"))
+    reseal(run)
     with pytest.raises(PolymodalError, match=r"cannot load .*weights\.safetensors") as e:
         pm.load(run)
     _clear(e.value)
@@ -131,6 +159,7 @@ def test_an_unknown_run_type_is_a_clear_error(run):
     cfg = json.loads((run / "config.json").read_text())
     cfg["run_type"] = "pretrain"
     (run / "config.json").write_text(json.dumps(cfg))
+    reseal(run)
     assert run_type(run) == "pretrain"
     with pytest.raises(PolymodalError, match=r"run holds a run of type 'pretrain'.*cannot load; it loads align, model") as e:
         pm.load(run)
@@ -165,6 +194,7 @@ def test_load_never_unpickles_and_never_runs_code_from_the_folder(run, tmp_path,
     info = json.loads((run / "report.json").read_text())
     info["note"] = {"__reduce__": "os.system", "py/object": "builtins.eval", "!!python/object/apply:os.system": []}
     (run / "report.json").write_text(json.dumps(info))
+    reseal(run)
     # pickles lying next to the weights are never opened
     for name in ("model.pkl", "weights.pt", "pytorch_model.bin", "__init__.py"):
         (run / name).write_bytes(pickle.dumps(_Payload(marker)))
@@ -181,6 +211,7 @@ def test_load_never_unpickles_and_never_runs_code_from_the_folder(run, tmp_path,
     # a pickle in place of the weights is refused, not executed
     monkeypatch.undo()
     (run / "weights.safetensors").write_bytes(pickle.dumps(_Payload(marker)))
+    reseal(run)
     with pytest.raises(PolymodalError, match="cannot load"):
         pm.load(run)
     assert not marker.exists()
