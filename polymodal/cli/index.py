@@ -22,13 +22,21 @@ def build(
     prune: bool = typer.Option(True, help="Remove rows no longer in the table"),
     ann_threshold: int = typer.Option(50_000, help="Build an ANN index from this many rows (exact search below)"),
     on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+    wait: float = typer.Option(0.0, help="Seconds to wait for another build holding the index (0: fail at once)"),
 ) -> None:
-    """Build or update an index: only new or changed rows are embedded; each write is atomic."""
+    """Build or update an index: only new or changed rows are embedded; each write is atomic; one build at a time
+    (a second one fails, or waits --wait seconds, naming the holder's pid)."""
     from polymodal.index import Index
 
     idx = Index.build(run, data, index, id_column=id_column, metadata=c.names(metadata), prune=prune,
-                      ann_threshold=ann_threshold, on_error=on_error)
+                      ann_threshold=ann_threshold, on_error=on_error, lock_wait=wait)
     b = idx.last_build
+    if b.get("duplicates_removed"):
+        c.note(f"repaired {b['duplicates_removed']} duplicate row(s) left by an earlier unlocked writer")
+    if b.get("decode", {}).get("errors"):
+        c.note(f"decode: {b['decode_summary']}")
+    if b.get("metadata_as_text"):
+        c.note(f"metadata stored as text (mixed types): {', '.join(b['metadata_as_text'])}")
     missing = (f"; {b['missing_files']} row(s) skipped, file missing: {b['missing_examples'][0]['file']}"
                if b["missing_files"] else "")
     c.done("index", f"{index}: {b['total']} rows ({b['inserted']} added, {b['updated']} updated, "
