@@ -35,6 +35,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("list", "polymodal.cli.info:list_parts"),
     ("datasets list", "polymodal.cli.info:datasets_list"),
     ("datasets export", "polymodal.cli.info:datasets_export"),
+    ("models", "polymodal.cli.models:models"),
     ("demo", "polymodal.cli.info:demo"),
 ]
 

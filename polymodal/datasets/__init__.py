@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from polymodal.datasets.av_digits import export_av_digits, load_av_digits
 from polymodal.datasets.basicmotions import export_basicmotions, load_basicmotions
+from polymodal.datasets.emoji import export_emoji, load_emoji
 
 DATASETS = {
     "av-digits": {
@@ -29,6 +30,18 @@ DATASETS = {
             "BSD-3-Clause (sktime)."
         ),
     },
+    "emoji": {
+        "load": load_emoji,
+        "export": export_emoji,
+        "description": (
+            "Noto emoji: 1911 images (64x64 RGB on white) with their Unicode names, an image + text table; "
+            "1528 train / 383 test (stratified by category), columns image, name, category (10 classes). "
+            "MIT (emoji-datasource-google) / Apache-2.0 (Noto Emoji images)."
+        ),
+    },
 }
 
-__all__ = ["DATASETS", "export_av_digits", "export_basicmotions", "load_av_digits", "load_basicmotions"]
+__all__ = [
+    "DATASETS", "export_av_digits", "export_basicmotions", "export_emoji", "load_av_digits", "load_basicmotions",
+    "load_emoji",
+]

@@ -135,7 +135,8 @@ def test_every_command_of_the_table_is_reachable():
         res = runner.invoke(app, [*name.split(), "--help"])
         assert res.exit_code == 0, (name, res.output)
     readme = ["fit", "evaluate", "predict", "list", "datasets export", "align", "embed", "index build", "index info",
-              "search", "zero-shot", "compare", "robustness", "explain", "bench tokens", "demo", "datasets list"]
+              "search", "zero-shot", "compare", "robustness", "explain", "bench tokens", "demo", "datasets list",
+              "models"]
     assert sorted(readme) == sorted(n for n, _ in COMMANDS)
 
 
