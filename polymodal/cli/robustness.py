@@ -54,12 +54,16 @@ def compare(
     headers, rows = cmp.summary_rows(summary)
     c.print_table(f"compare ({seeds} seed(s)); mean over seeds", headers, rows, formats=COMPARE_FORMATS)
     for name, integ in summary.get("integration", {}).items():
+        if "skipped" in integ:
+            c.note(f"integration {name}: skipped: {integ['skipped']}")
+            continue
         c.say(
             f"  integration {name}: beats every unimodal model and their linear combination in "
             f"{integ['beats_all_seeds']}/{integ['n_seeds']} seeds "
             f"(fused - linear = {integ['fused_minus_linear_mean']:+.4f})"
         )
-    c.done("wrote", f"{out / 'compare.json'}, {out / 'compare.md'}")
+    plots = ", ".join(str(out / p) for p in summary.get("plots", []))
+    c.done("wrote", f"{out / 'compare.json'}, {out / 'compare.md'}" + (f", {plots}" if plots else ""))
 
 
 @c.guarded

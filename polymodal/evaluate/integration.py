@@ -24,7 +24,8 @@ def _recall_per_class(pred: np.ndarray, target: np.ndarray, n_classes: int) -> l
 def linear_combination(unimodal: dict[str, np.ndarray], target: np.ndarray, *, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold class predictions of a logistic regression on the unimodal models' log-probabilities."""
     feats = np.concatenate([np.log(np.clip(p, 1e-7, 1.0)) for p in unimodal.values()], axis=1)
-    smallest = np.bincount(target).min() if len(target) else 0
+    # classes absent from this table do not count (bincount would report them as 0 rows)
+    smallest = int(np.unique(target, return_counts=True)[1].min()) if len(target) else 0
     k = int(min(folds, smallest))
     if k < 2:
         raise ValueError(f"the linear combination needs >= 2 rows of every class for cross-validation (smallest: {smallest})")
