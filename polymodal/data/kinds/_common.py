@@ -104,7 +104,10 @@ def resolve(ctx: DecodeContext, cell: str | os.PathLike) -> Path:
     s = os.fspath(cell).strip()
     if s.startswith("file://"):
         s = s[len("file://") :]
-    p = Path(s).expanduser()
+    try:
+        p = Path(s).expanduser()
+    except RuntimeError:  # '~nouser/...': no such home directory, so the path is taken literally (and is absent)
+        p = Path(s)
     return p if p.is_absolute() else ctx.base_dir / p
 
 
@@ -129,7 +132,7 @@ def checked_file(ctx: DecodeContext, cell: str | os.PathLike) -> Path:
     if ctx.root is not None:
         try:
             real = Path(os.path.realpath(path))
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):
             real = path.absolute()
         if not real.is_relative_to(ctx.root):
             raise CellError(
@@ -141,6 +144,8 @@ def checked_file(ctx: DecodeContext, cell: str | os.PathLike) -> Path:
             )
     try:
         st = os.stat(path)  # follows symlinks
+    except ValueError as e:  # "embedded null byte": no file can have that name
+        raise CellError(f"{name!r} is not a valid path: {e}", file=name, cause="absent file") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise CellError(f"{str(path)!r} is a symlink loop", file=name, cause="unreadable file") from None
@@ -242,6 +247,8 @@ def to_numeric_array(v: Any, what: str) -> np.ndarray:
         arr = dense_array(v)
     except (ValueError, TypeError) as e:
         raise CellError(f"cannot read the {what} as an array: {e}") from e
+    if np.issubdtype(arr.dtype, np.complexfloating):  # casting to real would drop the imaginary part silently
+        raise CellError(f"the {what} holds complex numbers ({arr.dtype}), expected real numbers")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise CellError(
             f"the {what} holds values of type {arr.dtype} (ragged lists or non-numbers), expected numbers"

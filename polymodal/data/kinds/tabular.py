@@ -40,7 +40,7 @@ def category_key(v) -> str:
 
 def _float_column(series: pd.Series) -> np.ndarray | None:
     """The column as float64 with NaN for missing, or None when it holds non-numbers (object dtype)."""
-    if is_numeric_column(series):
+    if is_numeric_column(series) and not pd.api.types.is_complex_dtype(series):
         try:
             return series.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):
@@ -168,9 +168,12 @@ class TabularProcessor(Processor):
             if is_missing(v):
                 continue
             try:
-                if isinstance(v, (list, tuple, dict, np.ndarray, bytes)):
-                    raise TypeError
-                out[i] = float(v)
+                if isinstance(v, (list, tuple, dict, np.ndarray, bytes, complex, np.complexfloating)):
+                    raise TypeError  # complex: casting to real would drop the imaginary part
+                try:
+                    out[i] = float(v)
+                except OverflowError:  # an int beyond float64: +-inf, refused below as too large to use
+                    out[i] = np.inf if v > 0 else -np.inf
             except (TypeError, ValueError):
                 n_err += 1
                 fail(

@@ -255,3 +255,16 @@ def test_audio_huge_float_wave_is_refused():
     wave[10] = 1e25
     with pytest.raises(DecodeError, match="audio holds 1 value.* too large to use, e.g. 1e\\+25"):
         run("audio", [{"array": wave, "sampling_rate": 8000}], options=OPTS["audio"])
+
+
+def test_complex_numbers_are_bad_values_not_silently_real():
+    """Casting complex to real drops the imaginary part without a word: a series or a numeric cell holding
+    complex numbers is a bad value (DecodeError naming row and column)."""
+    import pandas as pd
+
+    from polymodal.data.kinds._common import CellError, to_numeric_array
+    from polymodal.data.kinds.tabular import _float_column
+
+    with pytest.raises(CellError, match="complex numbers"):
+        to_numeric_array(np.array([1 + 2j, 3 + 0j]), "series")
+    assert _float_column(pd.Series([1 + 2j, 3 + 0j])) is None  # never cast to float behind the user's back
