@@ -116,6 +116,9 @@ def embed(
     frame = load_run(run).embed(data, on_error=on_error)
     c.write_table(frame, out, other_as_csv=False)
     c.done("wrote", f"{len(frame)} rows x {list(frame.columns)} to {out}")
+    note = c.decode_note(frame.attrs.get("decode_report"))
+    if note:  # under --on-error missing: counted and printed, as everywhere
+        c.note(note)
 
 
 @c.guarded

@@ -76,7 +76,11 @@ def decode(
     if use_labels:
         if schema.label not in frame.columns:
             raise SchemaError(f"label column {schema.label!r} not found; the table has {list(frame.columns)}")
+        n_rows = len(frame)
         frame = drop_missing_labels(frame, schema.label, ctx)
+        if len(frame) == 0:
+            raise SchemaError(f"none of the {n_rows} rows has a label in column {schema.label!r}: there is nothing "
+                              "to score; fill in the labels (or call predict, which needs none)")
         target = encode_labels(schema, frame[schema.label])
     decoded = decode_table(sub, frame, ctx, progress=progress)
     return Decoded(frame, DecodedDataset(decoded, target), ctx.report)

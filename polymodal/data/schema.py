@@ -190,6 +190,9 @@ def infer_schema(
     specs: dict[str, ModalitySpec] = {}
     grouped: set[str] = set()
     for name, cols in (groups or {}).items():
+        if not str(name) or "." in str(name):
+            raise SchemaError(f"modality name {name!r} in groups= must be non-empty and without '.' (it names the "
+                              "modality's encoder and its output columns); e.g. {str(name).replace('.', '_')!r}")
         cols = [cols] if isinstance(cols, str) else list(cols)
         for c in cols:
             if c not in frame.columns:
@@ -211,7 +214,8 @@ def infer_schema(
         if kind == "tabular":
             tabular_cols.append(col)
         else:
-            name = _unique_name(str(col), specs)
+            # a modality name keys the net's modules: '.' (a column such as 'img.path') becomes '_'
+            name = _unique_name(str(col).replace(".", "_") or "column", specs)
             specs[name] = ModalitySpec(name, kind, [col], evidence={col: evidence[col]})
     if tabular_cols:
         name = _unique_name("tabular", specs)

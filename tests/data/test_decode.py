@@ -151,3 +151,18 @@ def test_report_counts_empty_cells_apart_from_values_treated_as_missing(image_fo
     assert total.causes == {"absent file": 4, "corrupt image": 2} and total.missing == {"img": 4}
     assert total.errors == {"img": 6} and len(total.examples) == 6
     assert DecodeReport().summary() == "no decode errors"
+
+
+def test_a_table_without_any_label_is_refused_not_scored_as_nan():
+    import pandas as pd
+
+    from polymodal.data.decode import decode
+    from polymodal.data.schema import ModalitySpec, Schema
+    from polymodal.errors import SchemaError
+
+    schema = Schema({"x": ModalitySpec("x", "tabular", ["x"], options={"numeric": {"x": {"mean": 0.0, "std": 1.0}}})},
+                    label="y", task="classify")
+    schema.classes = [0, 1]
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [None, None]})
+    with pytest.raises(SchemaError, match="none of the 2 rows has a label"):
+        decode(schema, frame, on_error="missing", labels="require")

@@ -314,3 +314,13 @@ def test_a_tiny_fit_prints_the_inferred_schema(capsys):
     assert err[i + 1] == "  signal -> timeseries <- signal"
     assert err[i + 2] == ("  tabular -> tabular <- age, w  [age: tabular (numeric): 23 of 24 sampled cells are "
                           "numbers; 1 disagrees (row 3: the string 'oops')]")
+
+
+def test_a_dotted_column_name_becomes_a_usable_modality_name():
+    """'img.path' would key the net's modules ('.' is refused by torch): the modality is 'img_path', reading the
+    column 'img.path'; a groups= name with '.' is refused with the fix."""
+    frame = pd.DataFrame({"img.path": ["a b c", "d e f", "g h i"] * 4, "y": [0, 1, 0] * 4})
+    s = infer_schema(frame, "y", kinds={"img.path": "text"})
+    assert s.names == ["img_path"] and s["img_path"].columns == ["img.path"]
+    with pytest.raises(SchemaError, match="without '.'"):
+        infer_schema(frame, "y", groups={"a.b": ["img.path"]})
