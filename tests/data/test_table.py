@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.threads import finishes_within
 from PIL import Image
 
 from polymodal.data.kinds import DecodeContext
@@ -87,22 +89,7 @@ def test_read_table_errors(tmp_path):
 
 # ------------------------------------------------------------------ special files, binary content, CSV structure
 def _refused_fast(fn, seconds=5.0):
-    """Run ``fn`` in a thread; it must finish (raise) within ``seconds``: returns the exception it raised."""
-    import threading
-
-    box = {}
-
-    def target():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001
-            box["error"] = e
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"still running after {seconds} s (it hangs or reads without bound)"
-    return box.get("error")
+    return finishes_within(fn, seconds)
 
 
 def test_read_table_refuses_special_files_fast(tmp_path):

@@ -3,12 +3,13 @@ resampling, values too large after standardisation, the allowed root folder (iss
 
 import os
 import struct
-import threading
 import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.threads import finishes_within
 import soundfile as sf
 from PIL import Image
 
@@ -21,20 +22,7 @@ from ._helpers import assert_names, run
 
 
 def _within(fn, seconds=2.0):
-    """Run ``fn`` in a thread; it must end within ``seconds``. Returns the exception it raised (or None)."""
-    box = {}
-
-    def target():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001
-            box["error"] = e
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"still running after {seconds} s: it hangs (or reads without bound)"
-    return box.get("error")
+    return finishes_within(fn, seconds)
 
 
 def _png(path, w, h):
