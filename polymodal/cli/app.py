@@ -37,12 +37,24 @@ COMMANDS: list[tuple[str, str]] = [
     ("datasets export", "polymodal.cli.info:datasets_export"),
     ("models", "polymodal.cli.models:models"),
     ("demo", "polymodal.cli.info:demo"),
+    ("report", "polymodal.cli.report:report"),
+    ("serve", "polymodal.cli.serve:serve"),
+    ("export", "polymodal.cli.export:export"),
+    ("catalog add", "polymodal.cli.catalog:add"),
+    ("catalog query", "polymodal.cli.catalog:query"),
+    ("catalog show", "polymodal.cli.catalog:show"),
+    ("catalog sources", "polymodal.cli.catalog:sources"),
+    ("lm fit", "polymodal.cli.lm:fit"),
+    ("lm ask", "polymodal.cli.lm:ask"),
+    ("lm evaluate", "polymodal.cli.lm:evaluate"),
 ]
 
 GROUPS: dict[str, str] = {
     "datasets": "Built-in real datasets.",
     "index": "Persistent cross-modal search index (LanceDB on disk).",
     "bench": "Speed / accuracy / FLOPs measurements of a trained run.",
+    "catalog": "A multimodal data catalogue: sources, subjects, provenance, de-duplication, cohorts (DuckDB).",
+    "lm": "Multimodal tokens into a causal language model: train a connector, ask, evaluate.",
 }
 
 

@@ -1,0 +1,1 @@
+"""A multimodal data catalogue on embedded DuckDB: sources, subjects, provenance, de-duplication, cohorts."""

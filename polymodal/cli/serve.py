@@ -1,0 +1,9 @@
+"""CLI: serve (being built)."""
+
+import typer
+
+
+def serve() -> None:
+    """(being built)"""
+    raise typer.Exit(1)
+

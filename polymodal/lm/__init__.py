@@ -1,0 +1,1 @@
+"""Multimodal tokens into a causal language model: connectors, sequence building, training, generation."""

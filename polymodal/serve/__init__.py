@@ -1,0 +1,1 @@
+"""HTTP serving of a trained run: FastAPI app, dynamic micro-batching, Prometheus metrics, API keys."""
