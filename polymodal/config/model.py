@@ -23,6 +23,7 @@ class ConfigError(PolymodalError, ValueError):
 
 
 PROJECTIONS = ("linear", "mlp")
+CENTERS = ("frozen", "all", "none")
 
 
 @dataclass
@@ -39,6 +40,9 @@ class AlignSpec:
     """Weight of the objective in the loss (beside the task loss in a supervised run)."""
     uniformity_weight: float = 0.0
     """+ weight x (alignment + uniformity) regulariser per pair of modalities (shrinks the modality gap)."""
+    center: str = "frozen"
+    """Centre a modality's pooled vectors over the batch before its projection (``heads/projection.py``):
+    frozen (the modalities whose encoder is a frozen pretrained tower) | all | none."""
 
     def validate(self) -> None:
         from polymodal.objectives import OBJECTIVES
@@ -47,6 +51,8 @@ class AlignSpec:
             raise ConfigError(f"align.embed_dim must be > 0, got {self.embed_dim}")
         if self.projection not in PROJECTIONS:
             raise ConfigError(f"align.projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        if self.center not in CENTERS:
+            raise ConfigError(f"align.center must be one of {CENTERS}, got {self.center!r}")
         if self.uniformity_weight < 0 or self.weight < 0:
             raise ConfigError(f"align weights must be >= 0, got weight={self.weight}, "
                               f"uniformity_weight={self.uniformity_weight}")

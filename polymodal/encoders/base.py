@@ -31,6 +31,9 @@ class Encoder(nn.Module):
     """True when the encoder reduces its own tokens under a token budget (its transformer blocks run through
     ``tokens.budget.encoder_stack``); ``install_token_budget`` then routes its modality's budget here."""
     needs_weights: bool = False
+    frozen_features: bool = False
+    """The tokens come from a frozen pretrained tower (they do not adapt to the loss): an alignment head centres
+    them over the batch before its projection (``AlignSpec.center``)."""
     """True when building it needs pretrained weights from elsewhere (``encoders/pretrained``)."""
     token_state: BudgetState | None = None
     """The token budget this encoder reads at each forward (``set_token_budget``); None: it runs untouched."""

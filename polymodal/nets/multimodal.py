@@ -71,8 +71,11 @@ class MultimodalNet(nn.Module):
         self.align_head = None
         if cfg.align is not None:  # shared embedding space on each modality's own tokens
             a = cfg.align
+            center = [m for m in self.names
+                      if a.center == "all" or (a.center == "frozen" and self.encoders[m].frozen_features)]
             self.align_head = AlignHead(self.names, cfg.dim, a.embed_dim, a.objective.name, a.objective.options,
-                                        a.projection, weight=a.weight, uniformity_weight=a.uniformity_weight)
+                                        a.projection, weight=a.weight, uniformity_weight=a.uniformity_weight,
+                                        center=center)
         install_token_budget(self, cfg.tokens)  # token budget (tokens/budget.py); 1.0: no-op
 
     @property

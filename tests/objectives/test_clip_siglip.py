@@ -150,14 +150,43 @@ def test_siglip_module_parameters_get_gradients():
     b = torch.randn(5, 8, generator=g, requires_grad=True)
     loss_fn = SigLipLoss()
     assert loss_fn.logit_scale.item() == pytest.approx(math.log(10), abs=1e-6)
-    assert loss_fn.logit_bias.item() == -10.0
     loss_fn(a, b).backward()
+    assert loss_fn.logit_bias.item() == pytest.approx(-math.log(4))  # the prior log-odds: 1 positive, 4 negatives
     assert loss_fn.logit_scale.grad.abs() > 0 and loss_fn.logit_bias.grad.abs() > 0
     assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
     with torch.no_grad():
         loss_fn.logit_scale.fill_(7.0)
     loss_fn(a, b)
     assert loss_fn.logit_scale.item() == pytest.approx(math.log(100), abs=1e-6)
+
+
+def test_siglip_bias_starts_at_the_prior_of_the_first_batch_unless_fixed_or_loaded():
+    """The paper's rule (start at the prior log-odds of a positive pair; its -10 is that for ~22k-32k batches),
+    applied to the batch the loss actually sees: -log(B - 1), once, at the first call."""
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.randn(128, 8, generator=g), torch.randn(128, 8, generator=g)
+    loss_fn = SigLipLoss()
+    loss_fn(a, b)
+    assert loss_fn.logit_bias.item() == pytest.approx(-math.log(127), abs=1e-6)
+    loss_fn(a[:16], b[:16])  # later batches of another size leave it alone
+    assert loss_fn.logit_bias.item() == pytest.approx(-math.log(127), abs=1e-6)
+    fixed = SigLipLoss(init_logit_bias=-10.0)  # the paper's fixed value, on request
+    fixed(a, b)
+    assert fixed.logit_bias.item() == -10.0
+    fixed_buffer = SigLipLoss(init_logit_bias=-3.0, learnable=False)
+    fixed_buffer(a, b)
+    assert fixed_buffer.logit_bias.item() == -3.0
+
+    trained = SigLipLoss()
+    trained(a, b)
+    with torch.no_grad():
+        trained.logit_bias.fill_(-2.5)
+    reloaded = SigLipLoss()
+    reloaded.load_state_dict(trained.state_dict())  # a saved run: its trained bias is kept at the first call
+    reloaded(a[:8], b[:8])
+    assert reloaded.logit_bias.item() == -2.5
+    with pytest.raises(ValueError, match="number or 'prior'"):
+        SigLipLoss(init_logit_bias="auto")
 
 
 def test_siglip_equals_direct_formula():

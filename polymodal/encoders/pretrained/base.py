@@ -98,6 +98,10 @@ class PretrainedEncoder(Encoder):
     (before calling ``self._finish``) and implement ``features(inputs) -> (x[B, N, F], mask[B, N])``."""
 
     needs_weights = True  # the shared contract test skips these; tests/encoders/pretrained covers them
+
+    @property
+    def frozen_features(self) -> bool:  # type: ignore[override]
+        return not self.trainable
     default_pool = "mean"
 
     def __init__(
