@@ -47,6 +47,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("lm fit", "polymodal.cli.lm:fit"),
     ("lm ask", "polymodal.cli.lm:ask"),
     ("lm evaluate", "polymodal.cli.lm:evaluate"),
+    ("pretrain", "polymodal.cli.pretrain:pretrain"),
+    ("generate", "polymodal.cli.pretrain:generate"),
 ]
 
 GROUPS: dict[str, str] = {
