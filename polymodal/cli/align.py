@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 
 from polymodal.cli import common as c
+from polymodal.cli.report import auto_report
 
 
 @c.guarded
@@ -82,6 +83,7 @@ def align(
     note = c.decode_note(model.info.get("decode_report"))
     if note:
         c.say(note)
+    auto_report([out], out / "report.html")
     c.stop_if_interrupted(tr, out)
 
 

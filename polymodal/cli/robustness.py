@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from polymodal.cli import common as c
+from polymodal.cli.report import auto_report
 
 
 # ``experiments.compare.summary_rows`` columns by type: a count, seconds (1 decimal), milliseconds; the metric
@@ -64,6 +65,7 @@ def compare(
         )
     plots = ", ".join(str(out / p) for p in summary.get("plots", []))
     c.done("wrote", f"{out / 'compare.json'}, {out / 'compare.md'}" + (f", {plots}" if plots else ""))
+    auto_report([out], out / "report.html")
 
 
 @c.guarded
@@ -94,6 +96,7 @@ def robustness(
         c.print_table(title, headers, rows)
     if out:
         c.done("wrote", f"{out / 'robustness.json'}" + "".join(f", {out / p}" for p in rep.get("plots", [])))
+        auto_report([run, out], out / "report.html")
 
 
 def robustness_tables(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:

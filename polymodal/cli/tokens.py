@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from polymodal.cli import common as c
+from polymodal.cli.report import auto_report, beside
 
 SCHEDULES_HELP = "input | first | constant | decreasing"
 
@@ -59,6 +60,7 @@ def bench_tokens(
     if out:
         c.write_json(res, out)
         c.done("wrote", out)
+        auto_report([run, out], beside(out))
     if plot is not None:
         if plot_curve(res, plot):
             c.done("wrote", plot)
