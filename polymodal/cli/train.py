@@ -14,11 +14,12 @@ from typing import Any, Optional
 import typer
 
 from polymodal.cli import common as c
+from polymodal.cli.report import auto_report, beside
 
 
 @c.guarded
 def fit(
-    train: Path = typer.Argument(..., help="Training table: .csv, .parquet or .jsonl"),
+    train: Path = typer.Argument(..., help="Training table: .csv, .parquet or .jsonl, or a folder of Parquet shards"),
     label: str = typer.Option(..., "--label", "-l", help="Target column"),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (config, schema, weights, report)"),
     preset: Optional[str] = c.preset_option(),
@@ -62,35 +63,73 @@ def fit(
     ignore: Optional[str] = typer.Option(None, help="Columns to ignore (comma-separated)"),
     task: Optional[str] = typer.Option(None, help="classify | regress (default: inferred from the label)"),
     on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
+    stream: Optional[str] = typer.Option(
+        None, help="Data path: on (decode per batch in DataLoader workers; for tables larger than memory) | off "
+        "(decode once, in memory) | auto (by decoded size, see docs/scale.md) (default auto)",
+    ),
+    num_workers: Optional[int] = typer.Option(
+        None, help="DataLoader workers decoding batches when streaming (default 2; 0: in the training process)",
+    ),
     time_limit: Optional[float] = c.time_limit_option(),
     threads: Optional[int] = c.threads_option(),
     overwrite: bool = c.overwrite_option(),
+    devices: Optional[int] = typer.Option(
+        None, help="Processes (CPU) or GPUs per node; > 1 trains with DDP (default 1)",
+    ),
+    num_nodes: Optional[int] = typer.Option(None, help="Machines (started by torchrun / SLURM, see docs/scale.md)"),
+    strategy: Optional[str] = typer.Option(None, help="auto | ddp | fsdp (GPU only) (default auto)"),
+    precision: Optional[str] = typer.Option(None, help="32-true | bf16-mixed | 16-mixed (GPU) (default 32-true)"),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, help="Crash-safe checkpoint every N steps and at each epoch end, 0: epoch ends only (default 100)",
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its checkpoint"),
+    ray_address: Optional[str] = typer.Option(None, help="Train on Ray Train workers: local | auto | ADDRESS"),
+    workers: Optional[int] = typer.Option(None, help="Ray Train workers (with --ray-address; default 1)"),
+    init: Optional[Path] = typer.Option(
+        None, help="Start from this run's weights (`polymodal pretrain --out`): encoders, and the fusion if the same",
+    ),
+    freeze: Optional[str] = typer.Option(
+        None, help="Keep these parts fixed (with --init): encoders | fusion | encoders,fusion (a linear probe)",
+    ),
 ) -> None:
     """Train a model on a table and save it to --out."""
+    import contextlib
+
     from polymodal.recipes.fit import fit as fit_
+    from polymodal.train.distributed import is_rank_zero
 
     alignment = c.given(objective=align, weight=align_weight)
     flags = c.given(
         fusion=fusion, encoders=c.encoder_flag(encoders), dim=dim, modality_dropout=modality_dropout,
         aux_weight=aux_weight, tokens=c.tokens_flag(token_budget, reducer), align=alignment or None, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction, seed=seed,
-        max_minutes=c.minutes(time_limit),
+        max_minutes=c.minutes(time_limit), stream=stream, num_workers=num_workers, devices=devices,
+        num_nodes=num_nodes, strategy=strategy,
+        precision=precision, checkpoint_every_n_steps=checkpoint_every,
     )
     options = c.layered(flags, sets)  # the recipe checks names, options and --out before reading the table
     table_flags = dict(kinds=c.kinds(kinds), groups=c.groups(group), use=c.names(use), ignore=c.names(ignore) or ())
     if align is None and align_weight is not None:
         _check_align_weight(options, preset, config)
-    c.check_run_out(out, overwrite)
+    rank_zero = is_rank_zero()  # the other ranks of a DDP run re-run this command: they only train
+    if rank_zero:
+        c.check_run_out(out, overwrite or resume)
     c.set_threads(threads)
-    with c.training(), c.run_folder(out):
+    # a resumed run keeps the best-weights checkpoint the interrupted one wrote
+    with c.training(), c.run_folder(out) if rank_zero and not resume else contextlib.nullcontext():
         model = fit_(train, label, validation=validation, task=task, out=out, preset=preset, config=config,
-                     on_error=on_error, **table_flags, **options)
+                     on_error=on_error, resume=resume, ray_address=ray_address, workers=workers, init=init,
+                     freeze=freeze,
+                     progress=rank_zero, **table_flags, **options)
+    if not rank_zero:
+        return
     info = model.info
     c.done("saved", f"{out}  ({model!r})")
     c.say(
         f"trained {info['training']['epochs_run']} epochs in {info['train_s']:.1f}s; "
         f"best validation: {_fmt_best(info['training'])}; {c.decode_note(info['decode_report']) or 'decode: no errors'}"
     )
+    auto_report([out], out / "report.html")
     c.stop_if_interrupted(info["training"], out)
 
 
@@ -145,6 +184,7 @@ def evaluate(
     if out:
         c.write_json(res, out)
         c.done("wrote", out)
+        auto_report([run, out], beside(out), data=data)
 
 
 def _decode_note(report: Any, *, stderr: bool = False) -> None:
@@ -187,6 +227,7 @@ def _evaluate_align(run: Path, data: Path, out: Optional[Path], label: Optional[
     if out:
         c.write_json(res, out)
         c.done("wrote", out)
+        auto_report([run, out], beside(out), data=data)
 
 
 @c.guarded
@@ -196,13 +237,69 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Output .csv / .parquet / .jsonl, or - for CSV on stdout"),
     on_error: str = typer.Option("raise", help=c.ON_ERROR_HELP),
     threads: Optional[int] = c.threads_option(),
+    backend: Optional[str] = typer.Option(None, help="torch | onnx: onnxruntime on the graph `polymodal export` "
+                                          "wrote [torch]"),
+    onnx: Optional[Path] = typer.Option(None, help="Graph for --backend onnx [RUN/model.onnx]"),
 ) -> None:
     """Predict every row of a table; writes predictions (and class probabilities)."""
+    from polymodal.errors import PolymodalError, unknown_message
     from polymodal.recipes.loading import load
 
+    if backend not in (None, "torch", "onnx"):
+        raise PolymodalError(f"--backend: {unknown_message('backend', backend, ['onnx', 'torch'])}")
+    if onnx is not None and backend != "onnx":
+        raise PolymodalError("--onnx PATH is the graph of --backend onnx: pass --backend onnx as well")
     c.set_threads(threads)
-    preds = load(run).predict(data, on_error=on_error)
+    graph = None
+    if backend == "onnx":
+        from polymodal.export import find_graph
+
+        graph = find_graph(run, onnx)
+    from polymodal.data.kinds.base import DecodeReport
+
+    report = DecodeReport()
+    parts = load(run).predict_chunks(data, on_error=on_error, backend=backend or "torch", onnx=graph, report=report)
     to_stdout = c.is_stdout(out)
-    c.write_table(preds, out, stdout=True)
-    c.done("wrote", f"{len(preds)} predictions to {'stdout' if to_stdout else out}", stderr=to_stdout)
-    _decode_note(preds.attrs.get("decode_report"), stderr=to_stdout)
+    n = write_chunks(parts, out)
+    c.done("wrote", f"{n} predictions to {'stdout' if to_stdout else out}", stderr=to_stdout)
+    _decode_note(report.to_dict(), stderr=to_stdout)
+
+
+def write_chunks(parts: Any, out: Path) -> int:
+    """Write frames as they come (``predict`` decodes and scores in chunks, so memory stays one chunk's), in the
+    formats of ``common.write_table``: .parquet / .pq (one row group per chunk), .jsonl / .ndjson, else CSV (row
+    index as ``row``), ``-`` for CSV on stdout. A file is written beside ``out`` and renamed into place at the
+    end, so a failure halfway leaves no partial file. Returns the number of rows written."""
+    import os
+
+    if c.is_stdout(out):
+        n = 0
+        for k, part in enumerate(parts):
+            typer.echo(part.to_csv(index_label="row", header=k == 0), nl=False)
+            n += len(part)
+        return n
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    n, writer = 0, None
+    try:
+        with open(tmp, "wb") as f:
+            for k, part in enumerate(parts):
+                if suffix in (".parquet", ".pq"):
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    table = pa.Table.from_pandas(part, preserve_index=True)
+                    writer = writer or pq.ParquetWriter(f, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                elif suffix in (".jsonl", ".ndjson"):
+                    f.write(part.reset_index().to_json(orient="records", lines=True).encode())
+                else:
+                    f.write(part.to_csv(index_label="row", header=k == 0).encode())
+                n += len(part)
+            if writer is not None:
+                writer.close()
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n

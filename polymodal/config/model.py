@@ -23,6 +23,9 @@ class ConfigError(PolymodalError, ValueError):
 
 
 PROJECTIONS = ("linear", "mlp")
+STREAM_MODES = ("auto", "on", "off")
+STRATEGIES = ("auto", "ddp", "fsdp")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 CENTERS = ("frozen", "all", "none")
 
 
@@ -118,8 +121,40 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     """Wall-clock cap on training."""
+    stream: str = "auto"
+    """Data path: on (decode per batch in DataLoader workers, memory flat in table size) | off (decode the table
+    once, in memory) | auto (stream when the decoded table would pass ``data/paths.py: STREAM_BYTES``)."""
+    num_workers: int = 2
+    """DataLoader worker processes decoding batches on the streaming path (0: in the training process)."""
+    devices: int = 1
+    """Processes (CPU) or GPUs per node; > 1 trains data-parallel (``strategy``). ``batch_size`` stays the global
+    batch: each process gets ``batch_size / (devices x num_nodes)`` rows of it."""
+    num_nodes: int = 1
+    """Machines taking part (launched by torchrun / SLURM, see docs/scale.md)."""
+    strategy: str = "auto"
+    """auto (ddp when more than one process) | ddp | fsdp (GPU only: shards large pretrained towers)."""
+    precision: str = "32-true"
+    """Lightning precision: 32-true | bf16-mixed | 16-mixed (GPU) | bf16-true | 64-true."""
+    checkpoint_every_n_steps: int = 100
+    """Crash-safe checkpoint of the whole training state every N optimiser steps (and at each epoch end) in
+    ``<out>/checkpoints/last.ckpt`` (0: only at epoch ends); ``--resume`` continues from it."""
 
     def validate(self) -> None:
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ConfigError(f"devices and num_nodes must be >= 1, got devices={self.devices}, "
+                              f"num_nodes={self.num_nodes}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(unknown_message("strategy", self.strategy, STRATEGIES))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(unknown_message("precision", self.precision, PRECISIONS))
+        if self.checkpoint_every_n_steps < 0:
+            raise ConfigError(f"checkpoint_every_n_steps must be >= 0, got {self.checkpoint_every_n_steps}")
+        if isinstance(self.stream, bool):  # YAML 1.1 (--set stream=on, a config file) reads on / off as booleans
+            self.stream = "on" if self.stream else "off"
+        if self.stream not in STREAM_MODES:
+            raise ConfigError(unknown_message("stream", self.stream, STREAM_MODES))
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

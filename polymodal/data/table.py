@@ -214,6 +214,14 @@ class Table(NamedTuple):
     base_dir: Path
 
 
+def parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``polymodal.*`` key-value metadata of a Parquet file (``read_table`` puts it in ``frame.attrs``)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode("utf-8", "replace") for k, v in meta.items() if k.startswith(b"polymodal.")}
+
+
 def read_table(source: Table | pd.DataFrame | str | os.PathLike) -> Table:
     """``Table(frame, base_dir)``: the table and the folder its relative file paths resolve against.
 
@@ -252,6 +260,8 @@ def read_table(source: Table | pd.DataFrame | str | os.PathLike) -> Table:
             frame = pd.read_csv(path, sep="\t")
         elif fmt == "parquet":
             frame = pd.read_parquet(path)
+            if meta := parquet_metadata(path):  # e.g. the cohort a `catalog query --out` file was exported from
+                frame.attrs["parquet_metadata"] = meta
         elif fmt == "jsonl":
             frame = _read_json_lines(path)
         else:

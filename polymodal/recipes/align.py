@@ -16,7 +16,9 @@ from polymodal.registry import Component
 from polymodal.config.presets import resolve
 from polymodal.recipes.aligned import AlignedModel
 from polymodal.recipes.runs import check_out
-from polymodal.recipes.steps import hold_out, prepare, seed_all, train_run
+from polymodal.recipes.ray_train import ray_options
+from polymodal.recipes.steps import hold_out, prepare, save_run, seed_all, train_run
+from polymodal.train.distributed import check_strategy, is_rank_zero
 
 # what makes an alignment run: no fusion and no task head; larger contrastive batches, less patience
 DEFAULTS = {"fusion": None, "align": {"objective": "clip"}, "batch_size": 128, "patience": 5}
@@ -39,6 +41,9 @@ def align(
     config: str | Path | Mapping[str, Any] | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    resume: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
     **options: Any,
 ) -> AlignedModel:
     """Align the modalities of a table of paired records in one shared space.
@@ -75,13 +80,16 @@ def align(
     if cfg.fusion is not None or not isinstance(cfg.align, AlignSpec):
         raise ConfigError("align trains encoders and projections only: leave fusion unset (it is for pm.fit)")
     check_out(out)
+    ray = ray_options(ray_address, workers, resume)
+    check_strategy(train_cfg)
+    progress = progress and is_rank_zero()  # the other ranks of a DDP run print nothing
     seed_all(train_cfg.seed)
     prep = prepare(train, label, cfg, supervised=False, kinds=kinds, groups=groups, use=use, ignore=ignore,
                    on_error=on_error, progress=progress)
     train_ds, val_ds = hold_out(prep, validation, train_cfg, on_error=on_error, progress=False)
     net, info = train_run(prep, cfg, train_cfg, train_ds, val_ds, run_type=AlignedModel.run_type, on_error=on_error,
+                          resume=resume, ray=ray,
                           out=out, progress=progress)
     model = AlignedModel(prep.schema, cfg, train_cfg, net, info)
-    if out is not None:
-        model.save(out)
+    save_run(model, out)
     return model

@@ -11,9 +11,13 @@ import numpy as np
 import pandas as pd
 
 from polymodal import __version__
+from polymodal.catalog.runs import record_run
 from polymodal.config.io import build, dump, flatten_sections
 from polymodal.config.model import ConfigError, ModelConfig, TrainConfig
+from polymodal.data.chunks import decode_chunks
 from polymodal.data.decode import Decoded, decode
+from polymodal.data.kinds.base import DecodeReport
+from polymodal.data.shards import open_source
 from polymodal.data.schema import Schema
 from polymodal.errors import PolymodalError, SchemaError
 from polymodal.evaluate.scoring import embeddings
@@ -47,18 +51,27 @@ class Estimator:
         return decode(self.schema, data, on_error=on_error, labels=labels, names=names, progress=progress,
                       base_dir=base_dir)
 
+    def decode_chunks(self, data: Any, *, on_error: str = "raise", labels: str = "auto", names=None, base_dir=None,
+                      report=None):
+        """The table decoded chunk by chunk with this run's schema (``data.chunks.decode_chunks``; also a folder of
+        Parquet shards): what ``predict``, ``evaluate`` and ``embed`` iterate, so their memory is one chunk's."""
+        return decode_chunks(self.schema, data, on_error=on_error, labels=labels, names=names, base_dir=base_dir,
+                             report=report)
+
     # ------------------------------------------------------------------ shared space
     def embed_arrays(self, data: Any, *, on_error: str = "raise", names=None, base_dir=None, progress: bool = False):
         """(frame, {modality|fused: [N, E]}, {modality|fused: present[N]}, decode report) for the modalities whose
-        columns the table has (a text-only table embeds with an image+text model)."""
-        from polymodal.data.table import read_table
-
-        table = read_table(data)
-        names = present_names(self.schema, table.frame, names)
-        frame, ds, report = self.decode(table, on_error=on_error, labels="ignore", names=names, progress=progress,
-                                        base_dir=base_dir)
-        emb, present = embeddings(self.net, ds, names)
-        return frame, emb, present, report
+        columns the table has (a text-only table embeds with an image+text model); decoded in chunks."""
+        source = open_source(data)
+        names = present_names(self.schema, pd.DataFrame(columns=source.columns), names)
+        report, frames, parts = DecodeReport(), [], []
+        for frame, ds, _ in self.decode_chunks(source, on_error=on_error, labels="ignore", names=names,
+                                               base_dir=base_dir, report=report):
+            frames.append(frame)
+            parts.append(embeddings(self.net, ds, names))
+        emb = {k: np.concatenate([e[k] for e, _ in parts]) for k in parts[0][0]}
+        present = {k: np.concatenate([p[k] for _, p in parts]) for k in parts[0][1]}
+        return (frames[0] if len(frames) == 1 else pd.concat(frames)), emb, present, report
 
     def embed(self, data: Any, *, on_error: str = "raise") -> pd.DataFrame:
         """``emb_<modality>`` (shared space, L2-normalised; None where absent) and ``emb_fused`` per row, indexed
@@ -86,7 +99,10 @@ class Estimator:
         """Write the run folder atomically (``recipes/runs.py: write_run``): a save that is killed leaves the old run
         or the new one at ``path``, never a mix."""
         cfg = dump(self.cfg, self.train_cfg, run_type=self.run_type, polymodal_version=__version__)
-        return write_run(path, cfg, self.schema, self.net, self.info)
+        saved = write_run(path, cfg, self.schema, self.net, self.info)
+        if self.info.get("cohort"):  # trained on a catalogue cohort: register the run there (catalog/runs.py)
+            record_run(self.info["cohort"], saved)
+        return saved
 
     @classmethod
     def from_run(cls, path: str | Path, cfg: dict[str, Any], schema: Schema, info: dict[str, Any]) -> "Estimator":

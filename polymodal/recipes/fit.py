@@ -15,7 +15,9 @@ from polymodal.config.model import check_on_error
 from polymodal.config.presets import resolve
 from polymodal.recipes.model import Model
 from polymodal.recipes.runs import check_out
-from polymodal.recipes.steps import hold_out, prepare, seed_all, train_run
+from polymodal.recipes.ray_train import ray_options
+from polymodal.recipes.steps import check_start, hold_out, prepare, save_run, seed_all, train_run
+from polymodal.train.distributed import check_strategy, is_rank_zero
 
 
 def fit(
@@ -33,6 +35,11 @@ def fit(
     config: str | Path | Mapping[str, Any] | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    resume: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    init: str | Path | None = None,
+    freeze: str | Sequence[str] | None = None,
     **options: Any,
 ) -> Model:
     """Train a model on a table (DataFrame or a CSV / Parquet / JSONL path) and return it (saved to ``out``).
@@ -57,8 +64,19 @@ def fit(
     validation weights so far (the last weights without a validation split), e.g. ``fit(df, "y",
     max_minutes=10)`` (CLI ``--set max_minutes=10``).
 
+    Scale (docs/scale.md): ``devices`` / ``num_nodes`` / ``strategy`` / ``precision`` train data-parallel with
+    Lightning (``batch_size`` stays the global batch); ``ray_address="local" | "auto"`` with ``workers=N`` runs the
+    same training on Ray Train workers. With ``out``, the training state is checkpointed every
+    ``checkpoint_every_n_steps`` steps and at each epoch end; ``resume=True`` with the same ``out``, table and
+    options continues an interrupted run where its last checkpoint left it.
+
     The model: ``predict`` (labels, plus ``proba_<class>`` columns), ``predict_proba`` (one column per class),
     ``evaluate(data, metrics=[...])``, ``embed`` (with ``align=``), ``save``; ``pm.load`` reads a saved run.
+
+    ``init``: a run folder (``polymodal pretrain --out``, or another fit) whose weights start this net: the
+    encoders, and the fusion when it is the same fusion, matched by name and shape (a shape mismatch is refused,
+    naming the parameter). ``freeze``: ``"encoders"`` and / or ``"fusion"`` (a list or ``"encoders,fusion"``)
+    stay fixed, e.g. a linear probe on pre-trained encoders; ``model.info["init"]`` says what was loaded.
     """
     on_error = check_on_error(on_error)
     cfg, train_cfg = resolve(options, preset=preset, config=config)
@@ -67,13 +85,17 @@ def fit(
 
         raise ConfigError("fit trains a fusion and a task head: fusion=None is for pm.align")
     check_out(out)
+    frozen = check_start(init, freeze)
+    ray = ray_options(ray_address, workers, resume)
+    check_strategy(train_cfg)
+    progress = progress and is_rank_zero()  # the other ranks of a DDP run print nothing
     seed_all(train_cfg.seed)
     prep = prepare(train, label, cfg, supervised=True, kinds=kinds, groups=groups, use=use, ignore=ignore, task=task,
-                   on_error=on_error, progress=progress)
+                   on_error=on_error, progress=progress, train_cfg=train_cfg)
     train_ds, val_ds = hold_out(prep, validation, train_cfg, on_error=on_error, progress=progress)
-    net, info = train_run(prep, cfg, train_cfg, train_ds, val_ds, run_type=Model.run_type, on_error=on_error, out=out,
+    net, info = train_run(prep, cfg, train_cfg, train_ds, val_ds, run_type=Model.run_type, on_error=on_error,
+                          resume=resume, ray=ray, out=out, init=init, freeze=frozen,
                           progress=progress)
     model = Model(prep.schema, cfg, train_cfg, net, info)
-    if out is not None:
-        model.save(out)
+    save_run(model, out)
     return model

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 import torch
 
+from polymodal.data.kinds.base import DecodeReport
 from polymodal.data.labels import decode_predictions
 from polymodal.errors import PolymodalError, unknown_message
 from polymodal.evaluate.scoring import outputs, targets, task_metrics
@@ -48,19 +49,33 @@ class Model(Estimator):
         net.cfg = cfg
         return Model(self.schema, cfg, self.train_cfg, net, dict(self.info))
 
-    def predict(self, data: Any, *, on_error: str = "raise", proba: bool = True, progress: bool = True) -> pd.DataFrame:
+    def predict(self, data: Any, *, on_error: str = "raise", proba: bool = True, progress: bool = True,
+                backend: str = "torch", onnx: Any = None) -> pd.DataFrame:
         """Predictions for every row, indexed like the input; class probabilities as ``proba_<class>`` columns
-        (classification, with ``proba``). ``predict_proba`` gives the probabilities alone, columns named by class."""
-        frame, out, report = self._outputs(data, on_error=on_error, progress=progress)
-        cols: dict[str, Any] = {"prediction": decode_predictions(self.schema, out.numpy())}
-        if proba and self.schema.task == "classify":
-            p = out.softmax(-1).numpy()
-            cols.update({f"proba_{c}": p[:, i] for i, c in enumerate(self.schema.classes)})
-        result = pd.DataFrame(cols, index=frame.index)  # built at once: no column-by-column insertion
+        (classification, with ``proba``). ``predict_proba`` gives the probabilities alone, columns named by class.
+        ``backend="onnx"`` runs the graph ``onnx`` (written by ``polymodal export``) on onnxruntime instead."""
+        report = DecodeReport()
+        parts = list(self.predict_chunks(data, on_error=on_error, proba=proba, backend=backend, onnx=onnx,
+                                         report=report))
+        result = parts[0] if len(parts) == 1 else pd.concat(parts)
         result.attrs["decode_report"] = report.to_dict()
         return result
 
-    def predict_proba(self, data: Any, *, on_error: str = "raise", progress: bool = True) -> pd.DataFrame:
+    def predict_chunks(self, data: Any, *, on_error: str = "raise", proba: bool = True, backend: str = "torch",
+                       onnx: Any = None, report: DecodeReport | None = None) -> Iterator[pd.DataFrame]:
+        """``predict``, one frame per chunk of ``data/chunks.py: CHUNK_ROWS`` rows decoded at a time (memory bounded
+        by a chunk; ``polymodal predict`` writes each as it comes); decode counts are merged into ``report``."""
+        scorer = self._scorer(backend, onnx)
+        for frame, ds, _ in self.decode_chunks(data, on_error=on_error, labels="ignore", report=report):
+            out = outputs(scorer, ds)
+            cols: dict[str, Any] = {"prediction": decode_predictions(self.schema, out.numpy())}
+            if proba and self.schema.task == "classify":
+                p = out.softmax(-1).numpy()
+                cols.update({f"proba_{c}": p[:, i] for i, c in enumerate(self.schema.classes)})
+            yield pd.DataFrame(cols, index=frame.index)  # built at once: no column-by-column insertion
+
+    def predict_proba(self, data: Any, *, on_error: str = "raise", progress: bool = True, backend: str = "torch",
+                      onnx: Any = None) -> pd.DataFrame:
         """Class probabilities (scikit-learn / AutoGluon style): one row per input row, indexed like the input, one
         column per class named by the class label (``model.schema.classes``, in that order); rows sum to 1.
         Classification only: a regression model raises (use ``predict``)."""
@@ -69,15 +84,30 @@ class Model(Estimator):
                 f"predict_proba needs a classification model; this one regresses {self.schema.label!r} "
                 "(task='regress'): use model.predict(data) for its predictions"
             )
-        frame, out, report = self._outputs(data, on_error=on_error, progress=progress)
+        frame, out, report = self._outputs(data, on_error=on_error, progress=progress, backend=backend, onnx=onnx)
         result = pd.DataFrame(out.softmax(-1).numpy(), index=frame.index, columns=pd.Index(self.schema.classes))
         result.attrs["decode_report"] = report.to_dict()
         return result
 
-    def _outputs(self, data: Any, *, on_error: str, progress: bool):
+    def _outputs(self, data: Any, *, on_error: str, progress: bool, backend: str = "torch", onnx: Any = None):
         """(frame, raw head outputs [N, n_out], decode report) of an unlabelled (or labelled) table."""
-        frame, ds, report = self.decode(data, on_error=on_error, labels="ignore", progress=progress)
-        return frame, outputs(self, ds), report
+        scorer = self._scorer(backend, onnx)
+        report, index, outs = DecodeReport(), [], []
+        for frame, ds, _ in self.decode_chunks(data, on_error=on_error, labels="ignore", report=report):
+            index.append(frame.index)
+            outs.append(outputs(scorer, ds))
+        return pd.DataFrame(index=index[0].append(index[1:])), torch.cat(outs), report
+
+    def _scorer(self, backend: str, onnx: Any):
+        """What scores a table: this model (``"torch"``), or onnxruntime on the exported graph ``onnx``
+        (``"onnx"``; ``polymodal.export``, which checks the graph was exported from this model's weights)."""
+        if backend == "torch":
+            return self
+        if backend != "onnx":
+            raise PolymodalError(f"{unknown_message('backend', backend, ['onnx', 'torch'])}")
+        from polymodal.export import find_graph, open_backend
+
+        return open_backend(find_graph(None, onnx), self.schema, self.net)
 
     def metric_names(self) -> list[str]:
         """The names ``evaluate(metrics=...)`` accepts: what ``task_metrics`` gives for this model's task
@@ -97,28 +127,38 @@ class Model(Estimator):
         subsets: bool = True,
         on_error: str = "raise",
         progress: bool = True,
+        backend: str = "torch",
+        onnx: Any = None,
     ) -> dict[str, Any]:
         """Task metrics on a labelled table; with ``subsets``, the same for every non-empty subset of modalities.
 
         ``metrics`` keeps only the named ones (``model.metric_names()``; classification: ``accuracy``,
         ``macro_f1``, ``confusion_matrix``, ``n``; regression: ``rmse``, ``mae``, ``r2``, ``n``); an unknown name
         is an error before the table is read. Default: all of them (no confusion matrix for the subsets).
+        ``backend="onnx"``: scored by onnxruntime on the exported graph ``onnx`` (see ``predict``).
         """
         names = self._check_metrics(metrics)
-        _, ds, report = self.decode(data, on_error=on_error, labels="require", progress=progress)
-        target = targets(ds)
+        scorer = self._scorer(backend, onnx)
+        sub_names = None if names is None else [n for n in names if n != "confusion_matrix"]
+        subs = modality_subsets(self.modalities) if subsets and len(self.modalities) > 1 and (
+            sub_names is None or sub_names) else []
+        report, tgts, outs, sub_outs, present = DecodeReport(), [], [], {subset_key(s): [] for s in subs}, {}
+        for _, ds, _ in self.decode_chunks(data, on_error=on_error, labels="require", report=report):  # in chunks
+            tgts.append(targets(ds))
+            outs.append(outputs(scorer, ds))
+            for s in subs:
+                sub_outs[subset_key(s)].append(outputs(scorer, ds, keep=s))
+            for m, p in ds.present.items():
+                present[m] = present.get(m, 0) + int(p.sum())
+        target = torch.cat(tgts)
         confusion = names is None or "confusion_matrix" in names
         results: dict[str, Any] = {
-            "metrics": _keep(task_metrics(self.schema, outputs(self, ds), target, confusion=confusion), names)
+            "metrics": _keep(task_metrics(self.schema, torch.cat(outs), target, confusion=confusion), names)
         }
-        sub_names = None if names is None else [n for n in names if n != "confusion_matrix"]
-        if subsets and len(self.modalities) > 1 and (sub_names is None or sub_names):
-            results["subsets"] = {
-                subset_key(s): _keep(task_metrics(self.schema, outputs(self, ds, keep=s), target, confusion=False),
-                                     sub_names)
-                for s in modality_subsets(self.modalities)
-            }
-        results["present_fraction"] = {m: float(p.float().mean()) for m, p in ds.present.items()}
+        if subs:
+            results["subsets"] = {k: _keep(task_metrics(self.schema, torch.cat(o), target, confusion=False), sub_names)
+                                  for k, o in sub_outs.items()}
+        results["present_fraction"] = {m: k / len(target) for m, k in present.items()}
         results["decode_report"] = report.to_dict()
         return results
 

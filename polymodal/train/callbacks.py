@@ -38,7 +38,7 @@ class BestWeights(L.Callback):
         if better:
             self.best, self.best_epoch = value, epoch
             self.state = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
-            if self.ckpt_dir is not None:
+            if self.ckpt_dir is not None and trainer.is_global_zero:  # the ranks hold the same weights
                 self.ckpt_dir.mkdir(parents=True, exist_ok=True)
                 save_file({k: v.contiguous() for k, v in self.state.items()}, str(self.ckpt_dir / "best.safetensors"))
 
@@ -49,6 +49,14 @@ class BestWeights(L.Callback):
             for k, v in trainer.callback_metrics.items():
                 if k.startswith("train_"):
                     self.history[-1][k] = float(v)
+
+    def state_dict(self) -> dict:
+        """Saved in crash checkpoints (``train/checkpoint.py``): the best so far and the history."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state, "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.state, self.history = state["state"], list(state["history"])
 
     def restore(self, net: torch.nn.Module) -> None:
         if self.state is not None:

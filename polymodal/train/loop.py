@@ -24,9 +24,12 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 
 from polymodal.config.model import ModelConfig, TrainConfig
-from polymodal.data.dataset import DecodedDataset, make_loader
+from polymodal.data.dataset import DecodedDataset
+from polymodal.data.stream import make_loader  # in memory or streamed, by the dataset's type
 from polymodal.nets.multimodal import MultimodalNet
 from polymodal.train.callbacks import BestWeights
+from polymodal.train.checkpoint import LAST, AtomicCheckpointIO, CrashCheckpoint, ResumeError, check_resume, fingerprint
+from polymodal.train.distributed import trainer_args
 from polymodal.train.module import LitMultimodal
 from polymodal.train.progress import EpochProgress
 
@@ -46,24 +49,40 @@ def train_net(
     ckpt_dir: Path | None = None,
     callbacks: list[L.Callback] | None = None,
     progress: bool = True,
+    resume: bool = False,
+    launch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` in place; returns the history and the best validation score.
 
     Early stopping on validation accuracy (classification), the task's validation loss (regression) or the
     alignment objective (alignment nets). Without a validation set, trains for ``epochs`` and keeps the last
-    weights.
+    weights. With ``ckpt_dir``, crash-safe checkpoints go to ``ckpt_dir/last.ckpt`` (``train/checkpoint.py``) and
+    ``resume`` continues from there. ``launch`` overrides the Trainer's process arguments (Ray Train:
+    ``recipes/ray_train.py``).
     """
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     lit = LitMultimodal(net, model_cfg, train_cfg)
+    # the contrastive gather needs the same number of rows on every rank: only when no row misses a modality
+    lit.gather_ok = all(bool(p[train_ds.rows].all()) for p in train_ds.present.values()) \
+        if isinstance(train_ds, DecodedDataset) else False
+    if ckpt_dir is not None:
+        lit.fingerprint = fingerprint(model_cfg, train_cfg, train_ds, val_ds)
     monitor, mode = ("val_acc", "max") if net.has_task and net.schema.task == "classify" else ("val_loss", "min")
     # a final batch with fewer than 2 complete rows contributes a zero alignment loss (no negatives to contrast)
-    train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
+    train_loader = make_loader(train_ds, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed, shard=True)
+    lit.train_loader = train_loader
     if net.has_task:
-        val_loader = make_loader(val_ds, 256, shuffle=False) if val_ds is not None and len(val_ds) else None
+        has_val = val_ds is not None and len(val_ds)
+        val_loader = make_loader(val_ds, 256, shuffle=False, shard=True) if has_val else None
     else:  # contrastive validation in batches as large as training ones: the loss compares across epochs and runs
         has_val = val_ds is not None and len(val_ds) >= 2
-        val_loader = make_loader(val_ds, train_cfg.batch_size, shuffle=False) if has_val else None
-    return run_trainer(lit, net, train_loader, val_loader, train_cfg, monitor, mode, ckpt_dir, callbacks, progress)
+        val_loader = make_loader(val_ds, train_cfg.batch_size, shuffle=False, shard=True) if has_val else None
+    if resume and ckpt_dir is None:
+        raise ResumeError("resume needs the run folder the interrupted run wrote: give the same out= / --out")
+    if resume:
+        check_resume(Path(ckpt_dir) / LAST, lit.fingerprint)
+    return run_trainer(lit, net, train_loader, val_loader, train_cfg, monitor, mode, ckpt_dir, callbacks, progress,
+                       resume=resume, launch=launch)
 
 
 def run_trainer(
@@ -77,6 +96,8 @@ def run_trainer(
     ckpt_dir: Path | None = None,
     callbacks: list[L.Callback] | None = None,
     progress: bool = True,
+    resume: bool = False,
+    launch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one Lightning run behind ``fit`` and ``align``: early stopping on ``monitor`` and the best weights
     restored into ``net`` when there is a validation loader (else ``epochs`` epochs and the last weights), our
@@ -91,24 +112,34 @@ def run_trainer(
     limit_s = 60.0 * train_cfg.max_minutes if train_cfg.max_minutes else None
     if progress:
         callbacks.append(EpochProgress(time_limit_s=limit_s))
+    crash_safe = ckpt_dir is not None and launch is None  # Ray Train: the driver holds the run (no resume there)
+    if crash_safe:
+        callbacks.append(CrashCheckpoint(Path(ckpt_dir), train_cfg.checkpoint_every_n_steps))
+    launch = dict(launch or trainer_args(train_cfg))
+    prepare = launch.pop("prepare", None)
+    if crash_safe:
+        launch["plugins"] = [*launch.get("plugins", []), AtomicCheckpointIO()]
     sigint = _sigint_handler()
     interrupted = False
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=train_cfg.epochs,
             max_time=timedelta(seconds=limit_s) if limit_s else None,
-            accelerator="auto",
-            devices=1,
+            **launch,
+            use_distributed_sampler=False,  # the loaders shard themselves (data/dataset.py: ShardedBatchSampler)
             logger=False,
-            enable_checkpointing=False,
+            enable_checkpointing=crash_safe,  # our CrashCheckpoint, no default ModelCheckpoint
             enable_model_summary=False,
             enable_progress_bar=False,  # our EpochProgress instead: no timer thread, no per-step formatting
             num_sanity_val_steps=0,
             deterministic=True,
             callbacks=callbacks,
         )
+        if prepare is not None:
+            trainer = prepare(trainer)
+        ckpt_path = Path(ckpt_dir) / LAST if resume else None
         try:
-            trainer.fit(lit, train_loader, val_loader)
+            trainer.fit(lit, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
         except KeyboardInterrupt:  # raised where Lightning does not handle it
             interrupted = True
         except SystemExit as e:  # Lightning's answer to Ctrl-C: on_exception hooks, then sys.exit(1)
@@ -130,6 +161,8 @@ def run_trainer(
         "best_epoch": best.best_epoch,
         f"best_{monitor}": best.best,
         "interrupted": interrupted,
+        "world_size": trainer.world_size,
+        "contrastive_gather": bool(getattr(lit, "gather", False)),  # contrastive losses saw every rank's rows
         "history": best.history,
     }
 

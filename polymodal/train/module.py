@@ -63,6 +63,70 @@ class LitMultimodal(L.LightningModule):
         super().__init__()
         self.net, self.model_cfg, self.train_cfg = net, model_cfg, train_cfg
         self.task = net.schema.task
+        self.fingerprint: dict[str, str] | None = None  # config + table, stored in crash checkpoints
+        self.gather = False  # contrastive losses use every rank's rows (set by train/loop.py under DDP)
+        self._rng_to_restore: dict | None = None
+        self.train_loader = None  # the resumable train loader (its position is restored on resume)
+
+    # ------------------------------------------------------------------------ distributed + checkpoint hooks
+    def _set_gather(self, on: bool) -> None:
+        """Training steps gather contrastive features over ranks (equal per-rank batches); validation does not
+        (its per-rank blocks may differ by a row, and a gather needs equal shapes)."""
+        from polymodal.objectives import Objective
+
+        for m in self.net.modules():
+            if isinstance(m, Objective) and hasattr(m, "gather"):
+                m.gather = on
+
+    gather_ok = False  # every training row has every modality (set by train/loop.py)
+
+    _stop_on_start = False
+
+    def on_fit_start(self) -> None:
+        self.gather = self.gather_ok and self.trainer.world_size > 1
+
+    def on_train_start(self) -> None:
+        if self._stop_on_start:  # the checkpoint was written after early stopping decided: nothing more to train
+            self.trainer.should_stop = True
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if self._rng_to_restore is not None:  # as late as possible: nothing may draw between restore and the step
+            from polymodal.train.checkpoint import set_rng_state
+
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+        self._set_gather(self.gather)
+
+    def on_validation_start(self) -> None:
+        self._set_gather(False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        import torch.distributed as dist
+
+        from polymodal.train.checkpoint import rng_state
+
+        states = [rng_state()]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            states = [None] * dist.get_world_size()
+            dist.all_gather_object(states, rng_state())  # every rank's own stream, saved by rank 0
+        # the early-stop decision: Lightning does not keep trainer.should_stop, and a run killed after its last
+        # epoch-end checkpoint would otherwise resume into one more epoch
+        checkpoint["polymodal"] = {"fingerprint": self.fingerprint, "rng": states,
+                                   "should_stop": bool(self.trainer.should_stop)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("polymodal", {}).get("rng") or []
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        if rank < len(states):
+            self._rng_to_restore = states[rank]
+        self._stop_on_start = bool(checkpoint.get("polymodal", {}).get("should_stop"))
+        # The train loader's position. Lightning restores it in FitLoop.setup_data, but configure_optimizers asks
+        # for trainer.estimated_stepping_batches, which sets the data up before the checkpoint is read, so that
+        # restore never runs (Lightning 2.6): hand the position to the loader here. Its sampler starts iterating
+        # only at the first batch, so the iterator Lightning already made still skips the batches trained on.
+        loader_states = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader")
+        if loader_states and hasattr(self.train_loader, "load_state_dict"):
+            self.train_loader.load_state_dict(loader_states[0])
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if not self.net.has_task:
@@ -70,20 +134,20 @@ class LitMultimodal(L.LightningModule):
         else:
             out = self.net(batch, modality_dropout=self.model_cfg.modality_dropout)
             loss, _ = training_loss(out, batch, self.task, self.model_cfg.aux_weight)
-        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(batch))
+        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if not self.net.has_task:
             self.log("val_loss", self.net(batch, align_loss=True).align_loss, on_step=False, on_epoch=True,
-                     batch_size=len(batch))
+                     batch_size=len(batch), sync_dist=True)
             return
         out = self.net(batch)
         loss = task_loss(out.logits, batch.target, self.task)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
         if self.task == "classify":
             acc = (out.logits.argmax(-1) == batch.target).float().mean()
-            self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=len(batch))
+            self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
 
     def configure_optimizers(self):
         opt, sched = build_optimizer(self.net, self.train_cfg, self.trainer.estimated_stepping_batches)

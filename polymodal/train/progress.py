@@ -57,6 +57,7 @@ class EpochProgress(L.Callback):
         self.task = None
         self.epochs_done = 0
         self._plain = False
+        self._silent = False  # a rank other than 0 of a distributed run
         self._t0 = time.perf_counter()
 
     # --------------------------------------------------------------------------------------------------- hooks
@@ -64,6 +65,8 @@ class EpochProgress(L.Callback):
         self._t0 = time.perf_counter()
         self.epochs_done = 0
         self._plain = (not self.console.is_terminal) if self.plain is None else self.plain
+        if not trainer.is_global_zero:  # one bar per run, not one per process
+            self._plain, self._silent = True, True
         if self._plain:
             return
         self.progress = Progress(
@@ -133,6 +136,8 @@ class EpochProgress(L.Callback):
         return eta
 
     def _line(self, text: str) -> None:
+        if self._silent:
+            return
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
         try:
             self.console.file.flush()

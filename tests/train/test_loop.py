@@ -83,7 +83,8 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 def test_history_keys_and_monitor_for_classification():
     schema, tr, va = _data(48)
     res = train_net(MultimodalNet(schema, CFG), tr, va, CFG, TrainConfig(epochs=2, batch_size=16), progress=False)
-    assert set(res) == {"epochs_run", "best_epoch", "best_val_acc", "interrupted", "history"}
+    assert set(res) == {"epochs_run", "best_epoch", "best_val_acc", "interrupted", "history", "world_size",
+                        "contrastive_gather"}
     assert len(res["history"]) == 2
     for h in res["history"]:
         assert {"val_loss", "val_acc", "epoch", "elapsed_s"} <= set(h)
