@@ -21,7 +21,8 @@ from polymodal.types import Batch, FusionOutput, Tokens  # noqa: E402
 
 # public name -> the module (below polymodal) that defines it; imported on first use
 _LAZY = {"Model": "recipes.model", "fit": "recipes.fit", "load": "recipes.loading", "AlignedModel": "recipes.aligned",
-         "align": "recipes.align", "Index": "index", "Component": "registry", "list_presets": "config.presets"}
+         "align": "recipes.align", "Index": "index", "Component": "registry", "list_presets": "config.presets",
+         "fit_lm": "lm.fit", "PretrainedModel": "pretrain.run"}
 
 __all__ = ["AlignedModel", "Batch", "Component", "DecodeError", "FusionOutput", "Index", "Model", "PolymodalError",
            "SchemaError", "Tokens", "align", "fit", "list_presets", "load"]

