@@ -66,6 +66,12 @@ SKIPPED = {  # a command line exactly as in the README (comment dropped, spaces 
     "polymodal compare av-digits --label digit --fusions late,transformer,sequential":
         "reads the whole built-in av-digits (3000 rows) and trains 5 models, and `compare` has no row limit; "
         "the `compare` line above runs the same harness on the exported slice",
+    "polymodal fit data/train.parquet --label digit --out runs/ddp --devices 2":
+        "two DDP processes: tests/train/test_ddp.py runs `polymodal fit --devices 2` for real against one process",
+    "polymodal fit data/train.parquet --label digit --out runs/ray --ray-address local --workers 2":
+        "starts a local Ray cluster (about 10 s and 1 GB): tests/recipes/test_ray.py runs Ray Train for real",
+    "polymodal fit data/train.parquet --label digit --out runs/m3 --resume":
+        "needs an interrupted run: tests/recipes/test_resume.py SIGKILLs a real `polymodal fit` and resumes it",
 }
 # imported once by the command server, so that no CLI line pays for them (each line still runs in its own process)
 PRELOAD = ("torch", "lightning", "pandas", "pyarrow.parquet", "polymodal.cli.app", "polymodal.recipes.fit",

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 
 from polymodal.cli import common as c
-from polymodal.cli.report import auto_report
+from polymodal.cli.common import auto_report
 
 
 @c.guarded

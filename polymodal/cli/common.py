@@ -378,3 +378,21 @@ def decode_note(report: Optional[Mapping[str, Any]]) -> Optional[str]:
 
     keys = ("errors", "examples", "missing", "dropped_rows", "causes")
     return "decode: " + DecodeReport(**{k: report[k] for k in keys if k in report}).summary()
+
+
+# --- the HTML report other commands write next to their outputs (polymodal/report; `polymodal report`)
+def beside(path: Path) -> Path:
+    """The report of a result file: the same name with ``.html`` (``metrics.json`` -> ``metrics.html``)."""
+    return path.with_name(path.name + ".html") if path.suffix.lower() in (".html", "") else path.with_suffix(".html")
+
+
+def auto_report(sources: list[Any], out: Path, data: Any = None) -> None:
+    """The report another command writes next to its output; a failure is a warning (the results are saved)."""
+    try:
+        from polymodal.report import report_of
+
+        report_of(sources, out, data=data)
+    except Exception as e:  # noqa: BLE001  (the command's own results are written; the page is a bonus)
+        note(f"warning: no report written to {out}: {error_message(e)}".splitlines()[0])
+        return
+    done("wrote", out)

@@ -9,7 +9,7 @@ fine; a full disk is not) is a warning on stderr, never a failed command: the re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -47,20 +47,3 @@ def report(
     c.set_threads(threads)
     path = write_report(runs, out, data=data, examples=examples, title=title, max_mb=max_mb, on_error=on_error)
     c.done("wrote", f"{path} ({path.stat().st_size / 1024:.0f} kB)")
-
-
-def beside(path: Path) -> Path:
-    """The report of a result file: the same name with ``.html`` (``metrics.json`` -> ``metrics.html``)."""
-    return path.with_name(path.name + ".html") if path.suffix.lower() in (".html", "") else path.with_suffix(".html")
-
-
-def auto_report(sources: list[Any], out: Path, data: Any = None) -> None:
-    """The report another command writes next to its output; a failure is a warning (the results are saved)."""
-    try:
-        from polymodal.report import report_of
-
-        report_of(sources, out, data=data)
-    except Exception as e:  # noqa: BLE001  (the command's own results are written; the page is a bonus)
-        c.note(f"warning: no report written to {out}: {c.error_message(e)}".splitlines()[0])
-        return
-    c.done("wrote", out)

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from polymodal.cli import common as c
-from polymodal.cli.report import auto_report
+from polymodal.cli.common import auto_report
 
 
 # ``experiments.compare.summary_rows`` columns by type: a count, seconds (1 decimal), milliseconds; the metric

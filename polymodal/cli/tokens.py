@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from polymodal.cli import common as c
-from polymodal.cli.report import auto_report, beside
+from polymodal.cli.common import auto_report, beside
 
 SCHEDULES_HELP = "input | first | constant | decreasing"
 

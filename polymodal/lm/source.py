@@ -16,7 +16,6 @@ the run folder, so a saved run reloads the same LM and refuses a changed one.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -80,19 +79,11 @@ def packaged_file(name: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
 def _quiet():
-    tf = require("transformers", EXTRA, what="a language model")
-    log = tf.utils.logging
-    old, bars = log.get_verbosity(), log.is_progress_bar_enabled()
-    log.set_verbosity_error()
-    log.disable_progress_bar()
-    try:
-        yield tf
-    finally:
-        log.set_verbosity(old)
-        if bars:
-            log.enable_progress_bar()
+    """transformers' load reports and progress bars off while an LM loads (the encoders' helper)."""
+    from polymodal.encoders.pretrained.hf import quiet
+
+    return quiet("a language model")
 
 
 def _frozen(model: nn.Module) -> nn.Module:

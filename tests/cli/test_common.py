@@ -136,7 +136,8 @@ def test_every_command_of_the_table_is_reachable():
         assert res.exit_code == 0, (name, res.output)
     readme = ["fit", "evaluate", "predict", "list", "datasets export", "align", "embed", "index build", "index info",
               "search", "zero-shot", "compare", "robustness", "explain", "bench tokens", "demo", "datasets list",
-              "models"]
+              "models", "report", "serve", "export", "catalog add", "catalog query", "catalog show", "catalog sources",
+              "lm fit", "lm ask", "lm evaluate", "pretrain", "generate"]
     assert sorted(readme) == sorted(n for n, _ in COMMANDS)
 
 

@@ -62,8 +62,8 @@ def demo(exported_av_digits, tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")
+def browser():  # module scope: playwright's sync API keeps an event loop running in this thread while it is open
     """Headless Debian Chromium through playwright (never `playwright install`: no download)."""
     if not os.access(CHROMIUM, os.X_OK):
         message = (f"{CHROMIUM} is missing: the report's browser tests need Debian's chromium "

@@ -185,6 +185,15 @@ async def _concurrently(app, requests):
     return responses, metrics
 
 
+def _run(coro):
+    """``asyncio.run`` in a thread of its own: another test in this worker may hold a running event loop in the
+    main thread (playwright's sync API does, for the report's browser tests), and asyncio.run refuses to nest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _metric(text: str, name: str) -> float:
     """A sample's value in the Prometheus text (0 when absent: a labelled series appears at its first use)."""
     line = next((x for x in text.splitlines() if x.startswith(name + " ")), None)
@@ -196,7 +205,7 @@ def test_concurrent_requests_share_one_batch(av_model, av_files):
     app = create_app(av_model, ServeConfig(max_batch=3, max_wait_ms=3000))
     # 1 + 2 records fill max_batch=3: the batch runs at once, long before max_wait_ms
     reqs = [("/predict", {"files": upload(png=png)}), ("/predict", {"files": upload(wav=wav) + upload(png, wav, i=1)})]
-    responses, metrics = asyncio.run(_concurrently(app, reqs))
+    responses, metrics = _run(_concurrently(app, reqs))
     assert [r.status_code for r in responses] == [200, 200]
     assert _metric(metrics, 'polymodal_batch_size_count{route="/predict"}') == 1
     assert _metric(metrics, 'polymodal_batch_size_sum{route="/predict"}') == 3
@@ -207,12 +216,12 @@ def test_full_queue_is_429_and_slow_answer_504(av_model, av_files):
     png, wav = av_files[0]
     app = create_app(av_model, ServeConfig(max_batch=64, max_wait_ms=1500, queue_size=2))
     reqs = [("/predict", {"files": upload(png, wav)})] * 4
-    responses, metrics = asyncio.run(_concurrently(app, reqs))
+    responses, metrics = _run(_concurrently(app, reqs))
     codes = sorted(r.status_code for r in responses)
     assert codes == [200, 200, 429, 429]
     assert all(r.headers["retry-after"] == "1" for r in responses if r.status_code == 429)
     app = create_app(av_model, ServeConfig(max_wait_ms=2000, timeout_s=0.2))
-    responses, metrics = asyncio.run(_concurrently(app, [("/predict", {"files": upload(png, wav)})]))
+    responses, metrics = _run(_concurrently(app, [("/predict", {"files": upload(png, wav)})]))
     assert responses[0].status_code == 504
     assert _metric(metrics, 'polymodal_batch_size_count{route="/predict"}') == 0  # dropped, never computed
 

@@ -28,9 +28,9 @@ def transformers_module(what: str):
 
 
 @contextlib.contextmanager
-def quiet():
+def quiet(what: str = "a Hugging Face encoder"):
     """transformers prints a load report for every tower taken out of a bigger checkpoint; keep it quiet."""
-    tf = transformers_module("a Hugging Face encoder")
+    tf = transformers_module(what)
     log = tf.utils.logging
     old, bars = log.get_verbosity(), log.is_progress_bar_enabled()
     log.set_verbosity_error()
