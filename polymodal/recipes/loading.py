@@ -12,6 +12,13 @@ from polymodal.recipes import model as _model  # noqa: F401  (registers run type
 from polymodal.recipes.runs import RUN_TYPES, read_run
 
 
+# Run types whose estimators live in layers above recipes (polymodal/lm, polymodal/pretrain): this layer may not
+# import them, so pm.load loads them only once their package is imported (it registers in RUN_TYPES) and otherwise
+# says how to.
+ELSEWHERE = {"lm": "polymodal.lm.load_lm_run(path) (a pm.fit_lm run)",
+             "pretrain": "polymodal.pretrain.run.PretrainedModel.load(path) (a polymodal pretrain run)"}
+
+
 def load(path: str | Path) -> Any:
     """A ``Model`` saved by ``fit`` or an ``AlignedModel`` saved by ``align`` (``--out`` of either command).
 
@@ -20,7 +27,9 @@ def load(path: str | Path) -> Any:
     cfg, schema, info = read_run(path)
     kind = cfg.get("run_type", "model")
     kind = kind if isinstance(kind, str) else repr(kind)
+    if kind not in RUN_TYPES and kind in ELSEWHERE:
+        raise PolymodalError(f"{path} holds a run of type {kind!r}: load it with {ELSEWHERE[kind]}")
     if kind not in RUN_TYPES:
         raise PolymodalError(f"{path} holds a run of type {kind!r}, which this polymodal ({__version__}) cannot load; "
-                             f"it loads {', '.join(RUN_TYPES.names())}")
+                             f"it loads {', '.join(sorted({*RUN_TYPES.names(), *ELSEWHERE}))}")
     return RUN_TYPES.get(kind).from_run(path, cfg, schema, info)

@@ -155,13 +155,24 @@ def test_corrupt_or_mismatched_weights_are_a_clear_error(run):
     assert len(str(e.value).splitlines()) == 1
 
 
-def test_an_unknown_run_type_is_a_clear_error(run):
+def test_a_run_type_of_a_higher_layer_says_how_to_load_it(run):
     cfg = json.loads((run / "config.json").read_text())
     cfg["run_type"] = "pretrain"
     (run / "config.json").write_text(json.dumps(cfg))
     reseal(run)
-    assert run_type(run) == "pretrain"
-    with pytest.raises(PolymodalError, match=r"run holds a run of type 'pretrain'.*cannot load; it loads align, model") as e:
+    with pytest.raises(PolymodalError, match=r"type 'pretrain': load it with polymodal\.pretrain\.run\.PretrainedModel"):
+        pm.load(run)
+
+
+def test_an_unknown_run_type_is_a_clear_error(run):
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["run_type"] = "hologram"
+    (run / "config.json").write_text(json.dumps(cfg))
+    reseal(run)
+    assert run_type(run) == "hologram"
+    # the list holds every type whatever was imported before (lm registers itself when polymodal.lm loads)
+    with pytest.raises(PolymodalError, match=r"run holds a run of type 'hologram'.*cannot load; it loads align, lm, "
+                                             r"model, pretrain$") as e:
         pm.load(run)
     _clear(e.value)
     frames = traceback.extract_tb(e.value.__traceback__)
