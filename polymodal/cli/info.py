@@ -63,6 +63,7 @@ LISTS: dict[str, Callable[[], dict[str, str]]] = {
     "reducers": _registry("polymodal.tokens", "REDUCERS"),
     "objectives": _registry("polymodal.objectives", "OBJECTIVES"),
     "kinds": _registry("polymodal.data.kinds", "PROCESSORS"),
+    "connectors": _registry("polymodal.lm.connectors", "CONNECTORS"),
     "corruptions": _corruptions,
     "presets": _presets,
     "datasets": _datasets,

@@ -21,6 +21,7 @@ runner = CliRunner()
     ("fusions", ["late", "concat", "transformer", "gated", "moe"]),
     ("encoders", ["image_conv", "audio_logmel", "tabular_ft"]),
     ("datasets", ["av-digits", "basicmotions"]),
+    ("connectors", ["linear", "mlp", "pixel_shuffle", "resampler", "pool_linear"]),
 ])
 def test_list(what, names):
     res = runner.invoke(app, ["list", what])
