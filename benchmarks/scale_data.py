@@ -150,6 +150,9 @@ def child_fit(shards: str, stream: str, minutes: float, out: str | None) -> None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1x = 600 rows, shorter training cap, one repeat")
+    ap.add_argument("--throughput", type=int, metavar="PAIRS", default=0,
+                    help="only the throughput: PAIRS side-by-side in-memory / streaming fits on the 1x table, into "
+                         "results/scale_data_throughput.json (for a quiet machine)")
     ap.add_argument("--child", nargs=4, metavar=("SHARDS", "STREAM", "MINUTES", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -169,6 +172,19 @@ def main() -> None:
             print(f"fit {name} stream={stream}: {res}", file=sys.stderr, flush=True)
             return res
 
+        if args.throughput:
+            import statistics
+
+            pairs = []
+            for k in range(args.throughput):  # alternating order, so a trend in the machine's load hits both
+                a, b = (fit("1x", "off"), fit("1x", "on")) if k % 2 == 0 else (fit("1x", "on"), fit("1x", "off"))[::-1]
+                pairs.append({"memory": a, "stream": b, "ratio": round(b["samples_per_s"] / a["samples_per_s"], 3)})
+            ratios = [p["ratio"] for p in pairs]
+            return emit("scale_data_throughput", {
+                "stream_vs_memory_throughput": round(statistics.median(ratios), 3), "runs": ratios, "pairs": pairs,
+                "target": ">= 0.8", "rows": pairs[0]["stream"]["n_train"],
+                "note": f"streaming (2 DataLoader workers) over in-memory training samples/s on the 1x table, {minutes} "
+                        "min of training per fit, side by side; median over the pairs"})
         model = tmp / "run"
         runs["stream_1x"] = fit("1x", "on", str(model))
         runs["memory_1x"] = fit("1x", "off")
