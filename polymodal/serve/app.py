@@ -31,7 +31,7 @@ from polymodal import __version__
 from polymodal.errors import PolymodalError
 from polymodal.serve.batching import Item, MicroBatcher, NotRunning, QueueFull
 from polymodal.serve.config import ServeConfig, key_matches
-from polymodal.serve.decoding import decode_records
+from polymodal.serve.decoding import decode_batch
 from polymodal.serve.infer import Runner
 from polymodal.serve.inputs import RequestError, fields_of, form_records, json_records
 from polymodal.serve.metrics import Metrics, MetricsMiddleware
@@ -86,11 +86,23 @@ def create_app(model: Any, config: ServeConfig | None = None, *, index: Any = No
     root = Path(tempfile.mkdtemp(prefix="polymodal-serve-"))  # empty: the only folder decoding may read from
     opts = dict(max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, queue_size=cfg.queue_size,
                 timeout_s=cfg.timeout_s)
+
+    def batch_of(answers: Any) -> Any:
+        """The batch function of a route: decode every request of the batch together (in the inference thread),
+        then ``answers`` (``runner.predict`` / ``runner.embed``) for those that decoded; a request that did not
+        gets its own ``RequestError``."""
+        def run(items: list[Item]) -> list[Any]:
+            decoded, failed = decode_batch(schema, fields, [it.records for it in items], root)
+            ok = [it.n for i, it in enumerate(items) if i not in failed]
+            done = iter(answers(decoded, ok) if ok else [])
+            return [failed[i] if i in failed else next(done) for i in range(len(items))]
+        return run
+
     batchers: dict[str, MicroBatcher] = {}
     if runner.can_predict:
-        batchers["/predict"] = MicroBatcher("/predict", runner.predict, executor, metrics, **opts)
+        batchers["/predict"] = MicroBatcher("/predict", batch_of(runner.predict), executor, metrics, **opts)
     if runner.can_embed:
-        batchers["/embed"] = MicroBatcher("/embed", runner.embed, executor, metrics, **opts)
+        batchers["/embed"] = MicroBatcher("/embed", batch_of(runner.embed), executor, metrics, **opts)
     if index is not None and "/embed" not in batchers:
         raise PolymodalError("--index needs a run with a shared embedding space (an align run, or fit with align=)")
 
@@ -111,7 +123,7 @@ def create_app(model: Any, config: ServeConfig | None = None, *, index: Any = No
     routes = {"/predict", "/embed", "/search", "/info", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
 
-    def require_key(request: Request) -> None:
+    async def require_key(request: Request) -> None:  # async: a sync dependency would cost a thread hop
         if cfg.api_key_hashes and not key_matches(_api_key(request), cfg.api_key_hashes):
             raise HTTPException(401, "a valid API key is needed: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -133,11 +145,8 @@ def create_app(model: Any, config: ServeConfig | None = None, *, index: Any = No
                              headers={"Retry-After": "1"})
 
     async def answer(route: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if batchers[route].full:  # refused before the decoding work, too
-            raise queue_full()
-        decoded = await asyncio.to_thread(decode_records, schema, fields, records, root)
-        try:
-            return await batchers[route].submit(Item(decoded, len(records)))
+        try:  # decoded in the inference thread, with the rest of its batch: the event loop only parses
+            return await batchers[route].submit(Item(records, len(records)))
         except QueueFull:
             raise queue_full() from None
         except asyncio.TimeoutError:

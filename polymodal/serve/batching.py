@@ -1,10 +1,13 @@
 """Dynamic micro-batching: requests wait in a bounded queue and run through the net together.
 
-A ``MicroBatcher`` belongs to one route (``/predict`` or ``/embed``). ``submit(item)`` queues a request's decoded
-records and awaits its result. The worker takes the oldest request, then keeps adding waiting requests until the
-batch holds ``max_batch`` records or ``max_wait_ms`` have passed since that oldest request arrived, and hands the
-batch to ``run_batch`` in the single inference thread (so torch runs one batch at a time, with its set number of
-threads). Requests missing different modalities share a batch: each record carries its own ``present`` flags.
+A ``MicroBatcher`` belongs to one route (``/predict`` or ``/embed``). ``submit(item)`` queues a request's records,
+as parsed and checked for shape (not yet decoded), and awaits its result. The worker takes the oldest request, then
+keeps adding waiting requests until the batch holds ``max_batch`` records or ``max_wait_ms`` have passed since that
+oldest request arrived, and hands the batch to ``run_batch`` in the single inference thread, which decodes the
+whole batch at once and runs it through the net (so torch runs one batch at a time, with its set number of
+threads, and the event loop only parses HTTP). ``run_batch`` answers each request with its result or with an
+exception of its own (a request whose records do not decode), so one bad request does not fail its batch.
+Requests missing different modalities share a batch: each record carries its own ``present`` flags.
 
 A request that alone holds more than ``max_batch`` records runs as a batch of its own. The queue holds at most
 ``queue_size`` requests (counting those already gathered for the next batch): a request that finds it full is
@@ -36,9 +39,9 @@ class NotRunning(Exception):
 
 @dataclass
 class Item:
-    """One request's records, decoded: ``decoded`` is ``{modality: (arrays, present)}`` over its ``n`` records."""
+    """One request's ``n`` records (``{column: value}`` each, checked for shape by ``serve/inputs.py``)."""
 
-    decoded: dict[str, Any]
+    records: list[dict[str, Any]]
     n: int
     future: asyncio.Future = field(default=None)  # type: ignore[assignment]
     arrived: float = 0.0
@@ -79,7 +82,7 @@ class MicroBatcher:
 
     @property
     def full(self) -> bool:
-        """Whether a request submitted now would be refused (checked before decoding it, to refuse a flood cheaply)."""
+        """Whether a request submitted now would be refused (``QueueFull``)."""
         return len(self.pending) >= self.queue_size
 
     @property
@@ -142,7 +145,11 @@ class MicroBatcher:
             finally:
                 self.metrics.inference.labels(self.route).observe(time.perf_counter() - t0)
             for item, result in zip(batch, results):
-                if not item.future.done():
+                if item.future.done():
+                    continue
+                if isinstance(result, Exception):  # this request's own error (its records did not decode)
+                    item.future.set_exception(result)
+                else:
                     item.future.set_result(result)
 
     def _take(self) -> list[Item]:

@@ -6,6 +6,11 @@ leaves a field out) and decodes it with ``data.table.decode_table``, the decodin
 outside that empty folder could be read. Undecodable values raise at the first one (``on_error="raise"``) and
 become a ``RequestError`` that names the record and the field. ``concat`` joins several requests' arrays into one
 batch (padding the trailing axes of kinds whose length varies per table, such as text ids, with zeros).
+
+``decode_batch`` is what the inference worker calls on a whole batch of requests: one table and one processor call
+per modality for all their records (decoding a row costs about a third as much in a table of 64 as alone, and the
+event loop does none of it). Only when that fails is each request decoded alone, so a bad request gets its own
+error, naming its own record and field, and the others of the batch are still answered.
 """
 
 from __future__ import annotations
@@ -47,6 +52,24 @@ def decode_records(schema: Schema, fields: dict[str, Field], records: list[dict[
         raise RequestError(f"record {i} gives none of the model's fields (or only empty ones); give at least one of "
                            f"{names}")
     return decoded
+
+
+def decode_batch(schema: Schema, fields: dict[str, Field], requests: list[list[dict[str, Any]]],
+                 root: Path) -> tuple[Decoded | None, dict[int, RequestError]]:
+    """The decoded records of every request that decodes (in order; ``None`` if none does) and ``{request index:
+    its RequestError}`` for those that do not."""
+    try:
+        return decode_records(schema, fields, [r for req in requests for r in req], root), {}
+    except RequestError as e:
+        if len(requests) == 1:
+            return None, {0: e}
+    parts, failed = [], {}
+    for i, req in enumerate(requests):  # some request is bad: decode each alone to tell which, with its own indices
+        try:
+            parts.append(decode_records(schema, fields, req, root))
+        except RequestError as e:
+            failed[i] = e
+    return (concat(parts) if parts else None), failed
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Inference on a batch of requests: the run's net (or its ONNX export) through the public scoring functions.
 
-``Runner.predict`` / ``Runner.embed`` take the requests of one batch (``batching.Item``), join their decoded
-records (``decoding.concat``), run them through ``evaluate.scoring.outputs`` / ``embeddings`` as one batch and
-split the answers back per request. ``inference_net`` is the one place the task head's backend is chosen: the
-PyTorch net, or an onnxruntime session over an exported graph (``polymodal export``) with the same call shape
-(``net(batch).logits``). Embeddings always come from the PyTorch net.
+``Runner.predict`` / ``Runner.embed`` take the decoded records of one batch of requests (``decoding.decode_batch``)
+and the number of records of each request, run them through ``evaluate.scoring.outputs`` / ``embeddings`` as one
+batch and split the answers back per request. ``inference_net`` is the one place the task head's backend is
+chosen: the PyTorch net, or an onnxruntime session over an exported graph (``polymodal export``) with the same
+call shape (``net(batch).logits``). Embeddings always come from the PyTorch net.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.data.dataset import DecodedDataset
+from polymodal.data.dataset import Decoded, DecodedDataset
 from polymodal.data.labels import decode_predictions
 from polymodal.errors import PolymodalError
 from polymodal.evaluate.scoring import FUSED, embeddings, outputs
-from polymodal.serve.decoding import concat, split
+from polymodal.serve.decoding import split
 
 
 def inference_net(model: Any, backend: str, run: str | Path | None = None, *, onnx: str | Path | None = None,
@@ -47,14 +47,11 @@ class Runner:
         if self.can_predict:
             self.net.eval()
 
-    def _dataset(self, items: list[Any]) -> tuple[DecodedDataset, dict[str, np.ndarray], list[slice]]:
-        decoded = concat([it.decoded for it in items])
-        return DecodedDataset(decoded), {m: p for m, (_, p) in decoded.items()}, split([it.n for it in items])
-
-    def predict(self, items: list[Any]) -> list[list[dict[str, Any]]]:
-        """Per request, per record: ``prediction``, ``proba`` (class -> probability; classification) and
-        ``missing`` (the modalities the record did not give, or whose value was empty)."""
-        ds, present, parts = self._dataset(items)
+    def predict(self, decoded: Decoded, sizes: list[int]) -> list[list[dict[str, Any]]]:
+        """Per request (``sizes``: its number of records), per record: ``prediction``, ``proba`` (class ->
+        probability; classification) and ``missing`` (the modalities the record did not give, or whose value was
+        empty)."""
+        ds, present, parts = DecodedDataset(decoded), {m: p for m, (_, p) in decoded.items()}, split(sizes)
         out = outputs(self, ds, batch_size=len(ds))
         labels = decode_predictions(self.schema, out.numpy())
         proba = out.softmax(-1).numpy() if self.schema.task == "classify" else None
@@ -68,9 +65,9 @@ class Runner:
             rows.append(row)
         return [rows[s] for s in parts]
 
-    def embed(self, items: list[Any]) -> list[list[dict[str, Any]]]:
+    def embed(self, decoded: Decoded, sizes: list[int]) -> list[list[dict[str, Any]]]:
         """Per request, per record: ``{modality: vector or None, "fused": vector}`` in the shared space."""
-        ds, _, parts = self._dataset(items)
+        ds, parts = DecodedDataset(decoded), split(sizes)
         emb, present = embeddings(self.model.net, ds, batch_size=len(ds))
         rows = [{m: (emb[m][r].tolist() if present[m][r] else None) for m in emb} for r in range(len(ds))]
         return [rows[s] for s in parts]

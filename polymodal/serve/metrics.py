@@ -2,7 +2,7 @@
 
 ``polymodal_requests_total{route, status}``, ``polymodal_request_seconds{route}`` (latency histogram),
 ``polymodal_batch_size{route}`` (records per inference batch), ``polymodal_queue_depth{route}`` (requests waiting
-for a batch) and ``polymodal_inference_seconds{route}`` (one batch through the net).
+for a batch) and ``polymodal_inference_seconds{route}`` (one batch decoded and run through the net).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("polymodal_queue_depth", "Requests waiting for an inference batch", ["route"],
                                  registry=r)
-        self.inference = Histogram("polymodal_inference_seconds", "Time of one batch through the net (seconds)",
-                                   ["route"], registry=r)
+        self.inference = Histogram("polymodal_inference_seconds",
+                                   "Time of one batch decoded and run through the net (seconds)", ["route"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -212,6 +212,26 @@ def test_concurrent_requests_share_one_batch(av_model, av_files):
     assert _metric(metrics, 'polymodal_request_seconds_sum{route="/predict"}') < 2 * 3.0
 
 
+def test_a_bad_request_fails_alone_in_its_batch(av_model, av_files):
+    """The batch is decoded at once; a request whose record 1 is a truncated WAV gets its own 422 naming its own
+    record 1 (not the batch's row 2), and the two good requests of the same batch are answered as if alone."""
+    (png, wav), (png2, wav2) = av_files[:2]
+    app = create_app(av_model, ServeConfig(max_batch=4, max_wait_ms=3000))
+    reqs = [("/predict", {"files": upload(png, wav)}),
+            ("/predict", {"files": upload(png2, wav2) + upload(png, truncated_wav(wav), i=1)}),
+            ("/predict", {"files": upload(png2, wav2)})]
+    responses, metrics = _run(_concurrently(app, reqs))
+    assert [r.status_code for r in responses] == [200, 422, 200], [r.text for r in responses]
+    assert "record 1, field 'audio'" in responses[1].json()["detail"]
+    assert _metric(metrics, 'polymodal_batch_size_count{route="/predict"}') == 1  # one batch of all 4 records
+    with TestClient(create_app(av_model, ServeConfig(max_wait_ms=1))) as client:
+        for (p, w), r in zip([(png, wav), (png2, wav2)], responses[::2]):
+            alone = client.post("/predict", files=upload(p, w)).json()["predictions"]
+            assert r.json()["predictions"][0]["prediction"] == alone[0]["prediction"]
+            np.testing.assert_allclose(list(r.json()["predictions"][0]["proba"].values()),
+                                       list(alone[0]["proba"].values()), atol=1e-5)
+
+
 def test_full_queue_is_429_and_slow_answer_504(av_model, av_files):
     png, wav = av_files[0]
     app = create_app(av_model, ServeConfig(max_batch=64, max_wait_ms=1500, queue_size=2))
