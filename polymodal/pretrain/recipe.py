@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polymodal import __version__
 from polymodal.config.model import ConfigError, check_on_error
 from polymodal.config.presets import resolve
 from polymodal.data.dataset import make_loader
@@ -27,7 +26,7 @@ from polymodal.pretrain.module import LitPretrain
 from polymodal.pretrain.net import PretrainNet, PretrainSpec
 from polymodal.pretrain.run import PretrainedModel
 from polymodal.recipes.runs import check_out
-from polymodal.recipes.steps import hold_out, prepare, save_run, seed_all
+from polymodal.recipes.steps import hold_out, prepare, run_info, save_run, seed_all
 from polymodal.train.checkpoint import LAST, check_resume, fingerprint
 from polymodal.train.loop import run_trainer
 
@@ -94,18 +93,8 @@ def pretrain(
     val_loader = make_loader(val_ds, train_cfg.batch_size, shuffle=False, shard=True) if has_val else None
     history = run_trainer(lit, net, train_loader, val_loader, train_cfg, "val_loss", "min", ckpt, progress=progress,
                           resume=resume)
-    info = {
-        "polymodal_version": __version__,
-        "run_type": PretrainedModel.run_type,
-        "n_train": len(train_ds),
-        "n_val": len(val_ds) if val_ds is not None else 0,
-        "on_error": on_error,
-        "decode_s": round(decode_s, 3),
-        "train_s": round(time.perf_counter() - t1, 3),
-        "params": sum(p.numel() for p in net.parameters()),
-        "decode_report": report.to_dict(),
-        "training": history,
-    }
+    info = run_info(PretrainedModel.run_type, net, train_ds, val_ds, on_error=on_error, decode_s=decode_s, t1=t1,
+                    report=report, history=history)
     model = PretrainedModel(prep.schema, cfg, train_cfg, spec, net, info)
     save_run(model, out)  # rank 0 writes; the crash-safe checkpoint is removed once the run is saved
     return model

@@ -190,7 +190,23 @@ def train_run(
         history = train_on_ray(net, train_ds, val_ds, cfg, train_cfg, progress=progress, **ray)
     else:
         history = train_net(net, train_ds, val_ds, cfg, train_cfg, ckpt_dir=ckpt, progress=progress, resume=resume)
-    info = {
+    info = run_info(run_type, net, train_ds, val_ds, on_error=on_error, decode_s=decode_s, t1=t1, report=report,
+                    history=history)
+    info["trainable_params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    if prep.inferred:
+        info["inferred"] = prep.inferred  # e.g. {"name": {"kind": "text", "encoder": "minilm", ...}}
+    if started is not None:
+        info["init"] = started
+    if prep.cohort:
+        info["cohort"] = prep.cohort  # catalogue path + version, cohort id, query: `catalog show` lists the run
+    return net, info
+
+
+def run_info(run_type: str, net: torch.nn.Module, train_ds: Any, val_ds: Any, *, on_error: str, decode_s: float,
+             t1: float, report: Any, history: dict[str, Any]) -> dict[str, Any]:
+    """The ``info`` every trained run records (``report.json``): version, type, rows, timings, size, decode report
+    and training history (``t1``: when training started, from ``time.perf_counter``)."""
+    return {
         "polymodal_version": __version__,
         "run_type": run_type,
         "n_train": len(train_ds),
@@ -199,17 +215,9 @@ def train_run(
         "decode_s": round(decode_s, 3),
         "train_s": round(time.perf_counter() - t1, 3),
         "params": sum(p.numel() for p in net.parameters()),
-        "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
         "decode_report": report.to_dict(),
         "training": history,
     }
-    if prep.inferred:
-        info["inferred"] = prep.inferred  # e.g. {"name": {"kind": "text", "encoder": "minilm", ...}}
-    if started is not None:
-        info["init"] = started
-    if prep.cohort:
-        info["cohort"] = prep.cohort  # catalogue path + version, cohort id, query: `catalog show` lists the run
-    return net, info
 
 
 def save_run(model: Any, out: str | Path | None) -> None:
