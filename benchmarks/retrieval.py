@@ -20,14 +20,12 @@
    index.
 5. ``siglip``: SigLIP vs CLIP on the emoji split of part 2, the same frozen towers and recipe: image->name R@1 among
    the 382 held-out names, and SigLIP with the paper's fixed bias init (-10) beside it.
-6. ``heldout``: zero-shot transfer to unseen classes. Three whole categories (Activities, Animals & Nature, Food &
-   Drink; fixed before any run) are held out, so every test name is a class no training pair showed. ``pm.align``
-   with its default recipe and the frozen towers, against a closed-form ridge regression from the frozen image
-   features to the frozen text features (both L2-normalised; lambda chosen on the same validation rows ``align``
-   holds out, then refit on all training pairs). Score: zero-shot top-1 of each held-out image among all held-out
-   names.
+6. ``heldout``: zero-shot transfer to unseen classes (``zero_shot_heldout.py``): whole emoji categories held out;
+   ``pm.align`` (default recipe, frozen towers; and ``lock="none"``) against a ridge regression peer, on a fixed
+   three-category split and leave-one-category-out over all ten. ``lock``: the same two recipes on part 2's
+   random split (categories seen in training).
 
-``retrieval.py`` runs every part into ``results/retrieval.json``; ``retrieval.py av|emoji|symile|index|siglip|heldout``
+``retrieval.py`` runs every part into ``results/retrieval.json``; ``retrieval.py av|emoji|symile|index|siglip|heldout|lock``
 runs some parts into a part file; ``retrieval.py --update siglip heldout`` runs those parts and merges their keys
 and details into the existing ``results/retrieval.json`` (the other entries are kept).
 """
@@ -44,6 +42,7 @@ import time
 from pathlib import Path
 
 from _common import ROOT, emit, setup
+from zero_shot_heldout import lock_on_seen_categories, zero_shot_heldout
 
 import numpy as np
 import pandas as pd
@@ -305,99 +304,10 @@ def siglip_vs_clip_emoji(epochs: int = 30) -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ 6. unseen classes
-HELDOUT_CATEGORIES = ("Activities", "Animals & Nature", "Food & Drink")
-RIDGE_LAMBDAS = tuple(float(10.0 ** k) for k in np.arange(-3.0, 3.01, 0.5))
-
-
-def emoji_category_split() -> tuple[pd.DataFrame, pd.DataFrame]:
-    z = np.load(EMOJI, allow_pickle=False)
-    df = pd.DataFrame({"image": list(z["images"]), "name": z["name"].tolist(), "category": z["category"].tolist()})
-    held = df.category.isin(HELDOUT_CATEGORIES).to_numpy()
-    return df[~held].reset_index(drop=True), df[held].reset_index(drop=True)
-
-
-def backbone_features(model, frame: pd.DataFrame, modality: str) -> np.ndarray:
-    """The frozen backbone's pooled features of every row (what the trainable layers see), through the feature
-    cache the training filled, L2-normalised."""
-    import torch
-
-    _, ds, _ = model.decode(frame[model.schema[modality].columns], labels="ignore", names=[modality], progress=False)
-    enc = model.net.encoders[modality]
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(ds), 128):
-            inputs = ds[list(range(start, min(start + 128, len(ds))))].inputs[modality]
-            x, _ = enc.cache.lookup(inputs, enc.features) if enc.cache is not None else enc.features(inputs)
-            out.append(x[:, 0].float().numpy().astype(np.float64))
-    x = np.concatenate(out)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def top_k(queries: np.ndarray, gallery: np.ndarray, k: int = 1) -> float:
-    """Share of queries whose own row of ``gallery`` is among their k most cosine-similar rows."""
-    from polymodal.evaluate.retrieval import ranks
-
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
-    return float((ranks(q @ g.T) <= k).mean())
-
-
-def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    """W = argmin ||x W - y||^2 + lam ||W||^2 = (x'x + lam I)^-1 x'y."""
-    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
-
-
-def recipe(m) -> dict:
-    """The resolved recipe a run trained with (``align``'s defaults unless the call overrode them)."""
-    a = m.cfg.align
-    return {"objective": {"name": a.objective.name, "options": dict(a.objective.options)},
-            "projection": a.projection, "embed_dim": a.embed_dim, "uniformity_weight": a.uniformity_weight,
-            "dim": m.cfg.dim, **{k: getattr(m.train_cfg, k) for k in
-                                 ("lr", "weight_decay", "batch_size", "epochs", "val_fraction", "patience")}}
-
-
-def zero_shot_heldout() -> dict:
-    """``pm.align`` (default recipe, frozen towers) vs ridge regression, zero-shot on three unseen categories."""
-    import polymodal as pm
-    from polymodal.data.split import split_rows
-
-    train, test = emoji_category_split()
-    t0 = time.perf_counter()
-    m = pm.align(train.drop(columns=["category"]), kinds={"name": "text"}, encoders=TOWERS, progress=False, seed=0)
-    train_s = time.perf_counter() - t0
-    zs = m.zero_shot(test[["image"]], test.name.tolist())
-    _, emb, _, _ = m.embed_arrays(test.drop(columns=["category"]))
-    align_top1 = float((zs.prediction == test.name).mean())
-    # ridge on the frozen features of the same pairs; lambda chosen on the validation rows align held out
-    xi, xt = backbone_features(m, train, "image"), backbone_features(m, train, "name")
-    fit_rows, val_rows = split_rows(len(train), m.train_cfg.val_fraction, m.train_cfg.seed)
-    val_top1 = {lam: top_k(xi[val_rows] @ ridge(xi[fit_rows], xt[fit_rows], lam), xt[val_rows]) for lam in RIDGE_LAMBDAS}
-    lam = max(RIDGE_LAMBDAS, key=lambda v: (val_top1[v], v))  # ties: the larger lambda
-    w = ridge(xi, xt, lam)
-    ti, tt = backbone_features(m, test, "image"), backbone_features(m, test, "name")
-    n = len(test)
-    res = {
-        "heldout_categories": list(HELDOUT_CATEGORIES), "n_train": len(train), "n_heldout": n,
-        "n_val": int(len(val_rows)), "chance_top1": 1 / n,
-        "align": {"top1": align_top1, "top5": top_k(emb["image"], emb["name"], 5),
-                  "top1_embeddings": top_k(emb["image"], emb["name"], 1),
-                  "epochs_run": m.info["training"]["epochs_run"], "best_epoch": m.info["training"]["best_epoch"],
-                  "recipe": recipe(m),
-                  "train_s": round(train_s, 1)},
-        "ridge": {"top1": top_k(ti @ w, tt, 1), "top5": top_k(ti @ w, tt, 5), "lambda": lam,
-                  "val_top1_by_lambda": {f"{k:g}": v for k, v in val_top1.items()}},
-        "standard_error_at_ridge": float(np.sqrt(max(top_k(ti @ w, tt, 1), 1 / n) * (1 - 1 / n) / n)),
-    }
-    res["align_over_ridge"] = res["align"]["top1"] / max(res["ridge"]["top1"], 1e-12)
-    log(f"held-out categories: align zero-shot top-1 {align_top1:.3f}, ridge {res['ridge']['top1']:.3f} "
-        f"(lambda {lam:g}; chance {1 / n:.4f})")
-    return res
-
-
 PARTS = {"av": ("av_digits", av_digits), "emoji": ("emoji", emoji), "symile": ("symile", symile_vs_clip),
          "index": ("index", index_bench), "siglip": ("siglip_vs_clip", siglip_vs_clip_emoji),
-         "heldout": ("zero_shot_heldout", zero_shot_heldout)}
+         "heldout": ("zero_shot_heldout", zero_shot_heldout),  # zero_shot_heldout.py
+         "lock": ("lock_on_seen_categories", lock_on_seen_categories)}
 
 
 def headline(res: dict) -> dict:
@@ -421,9 +331,15 @@ def headline(res: dict) -> dict:
     if "siglip_vs_clip" in res:
         sc = res["siglip_vs_clip"]
         flat.update(siglip_emoji_r1=sc["siglip"]["image_to_name"]["R@1"], clip_emoji_r1=sc["clip"]["image_to_name"]["R@1"])
+    if "lock_on_seen_categories" in res:
+        lk = res["lock_on_seen_categories"]
+        flat.update(emoji_default_r1=lk["align"]["image_to_name"]["R@1"],
+                    emoji_two_sided_r1=lk["align_two_sided"]["image_to_name"]["R@1"])
     if "zero_shot_heldout" in res:
-        zh = res["zero_shot_heldout"]
-        flat.update(zero_shot_heldout_top1=zh["align"]["top1"], ridge_heldout_top1=zh["ridge"]["top1"])
+        zh, loco = res["zero_shot_heldout"], res["zero_shot_heldout"]["leave_one_category_out"]
+        flat.update(zero_shot_heldout_top1=zh["align"]["top1"], ridge_heldout_top1=zh["ridge"]["top1"],
+                    zero_shot_loco_top1=loco["top1"]["align"], ridge_loco_top1=loco["top1"]["ridge"],
+                    zero_shot_loco_over_ridge=loco["align_over_ridge"])
     return flat
 
 

@@ -40,7 +40,13 @@ def align(
         None, help="Encoder per modality or kind: image=efficientnet_lite0,text=minilm",
     ),
     dim: Optional[int] = typer.Option(None, help="Encoder token width (default 64)"),
-    embed_dim: Optional[int] = typer.Option(None, help="Width of the shared space (default 64)"),
+    embed_dim: Optional[int] = typer.Option(
+        None, help="Width of the shared space (default 64; with --lock, the locked tower's width)",
+    ),
+    lock: Optional[str] = typer.Option(
+        None, help="Keep this frozen tower's own space as the shared space: auto (the text tower, when every "
+                   "modality is a frozen tower) | none | a modality (default auto)",
+    ),
     uniformity_weight: Optional[float] = typer.Option(
         None, help="Alignment + uniformity regulariser weight (shrinks the gap) (default 0)",
     ),
@@ -60,7 +66,7 @@ def align(
     """Align modalities in one shared embedding space (contrastive training on paired rows)."""
     from polymodal.recipes.align import align as align_
 
-    shared = c.given(objective=objective, embed_dim=embed_dim, uniformity_weight=uniformity_weight)
+    shared = c.given(objective=objective, embed_dim=embed_dim, lock=lock, uniformity_weight=uniformity_weight)
     flags = c.given(
         encoders=c.encoder_flag(encoders), dim=dim, align=shared or None, epochs=epochs, batch_size=batch_size,
         lr=lr, patience=patience, val_fraction=val_fraction, seed=seed, max_minutes=c.minutes(time_limit),

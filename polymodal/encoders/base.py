@@ -31,10 +31,10 @@ class Encoder(nn.Module):
     """True when the encoder reduces its own tokens under a token budget (its transformer blocks run through
     ``tokens.budget.encoder_stack``); ``install_token_budget`` then routes its modality's budget here."""
     needs_weights: bool = False
+    """True when building it needs pretrained weights from elsewhere (``encoders/pretrained``)."""
     frozen_features: bool = False
     """The tokens come from a frozen pretrained tower (they do not adapt to the loss): an alignment head centres
-    them over the batch before its projection (``AlignSpec.center``)."""
-    """True when building it needs pretrained weights from elsewhere (``encoders/pretrained``)."""
+    them over the batch before its projection (``AlignSpec.center``) and may keep their space (``AlignSpec.lock``)."""
     token_state: BudgetState | None = None
     """The token budget this encoder reads at each forward (``set_token_budget``); None: it runs untouched."""
     token_trace: list[tuple[int, int]] | None = None
@@ -51,6 +51,12 @@ class Encoder(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def use_raw_features(self) -> None:
+        """Emit the frozen tower's own features (width ``feature_dim``, set as ``self.dim``) instead of projecting
+        them to the net's ``dim``: a locked alignment (``AlignSpec.lock``) maps them itself. Only encoders with
+        ``frozen_features`` can."""
+        raise TypeError(f"{type(self).__name__} has no frozen features to emit unprojected")
 
     def set_token_budget(self, state: BudgetState | None) -> None:
         """The token-budget hook (``tokens.budget.install_token_budget``): the state to read at each forward, or

@@ -84,6 +84,10 @@ def make_projection(dim: int, embed_dim: int, kind: str) -> nn.Module:
 
 
 class AlignHead(nn.Module):
+    """Per-modality projections from each modality's pooled tokens (width ``widths[m]``, default ``dim``) into the
+    shared space. With ``lock``, that modality's vectors are its (centred) tokens themselves and the shared space
+    has their width; every other modality is projected into it."""
+
     def __init__(
         self,
         names: Sequence[str],
@@ -95,12 +99,17 @@ class AlignHead(nn.Module):
         weight: float = 1.0,
         uniformity_weight: float = 0.0,
         center: Sequence[str] = (),
+        widths: Mapping[str, int] | None = None,
+        lock: str | None = None,
     ) -> None:
         super().__init__()
         self.names = list(names)
-        self.embed_dim = embed_dim
-        self.center = nn.ModuleDict({m: BatchCenter(dim) for m in center})  # AlignSpec.center
-        self.proj = nn.ModuleDict({m: make_projection(dim, embed_dim, projection) for m in self.names})
+        widths = {m: int((widths or {}).get(m, dim)) for m in self.names}
+        self.lock = lock
+        self.embed_dim = widths[lock] if lock is not None else embed_dim
+        self.center = nn.ModuleDict({m: BatchCenter(widths[m]) for m in center})  # AlignSpec.center
+        self.proj = nn.ModuleDict({m: nn.Identity() if m == lock else make_projection(widths[m], self.embed_dim, projection)
+                                   for m in self.names})
         self.objective = build_objective(objective, len(self.names), objective_options)
         self.weight, self.uniformity_weight = weight, uniformity_weight
 

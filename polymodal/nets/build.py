@@ -1,10 +1,13 @@
-"""Which encoder each modality gets: ``ModelConfig.encoders`` by modality name, else by kind, else the kind's own."""
+"""Which encoder each modality gets (``ModelConfig.encoders`` by modality name, else by kind, else the kind's own),
+and which frozen tower an alignment keeps as its shared space (``AlignSpec.lock``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import nn
 
-from polymodal.config.model import ConfigError, ModelConfig
+from polymodal.config.model import AlignSpec, ConfigError, ModelConfig
 from polymodal.data.schema import Schema
 from polymodal.errors import unknown_message
 from polymodal.encoders.base import DEFAULT_ENCODER, ENCODERS, apply_preprocessing
@@ -57,3 +60,29 @@ def prepare_schema(schema: Schema, cfg: ModelConfig) -> None:
     size, a sampling rate), before the schema is fitted, so a reloaded run decodes the same way."""
     comps = encoder_components(schema, cfg)
     apply_preprocessing(schema, {m: c.name for m, c in comps.items()}, {m: dict(c.options) for m, c in comps.items()})
+
+
+def resolve_lock(spec: AlignSpec, encoders: Mapping[str, nn.Module], is_alignment: bool) -> str | None:
+    """The modality ``AlignSpec.lock`` keeps (None: every modality is projected), checked against the encoders."""
+    frozen = [m for m, e in encoders.items() if e.frozen_features]
+    if spec.lock == "none":
+        return None
+    if spec.lock == "auto":
+        text = [m for m in frozen if encoders[m].spec.kind == "text"]
+        if is_alignment and spec.embed_dim is None and len(frozen) == len(encoders) and len(text) == 1:
+            return text[0]
+        return None
+    if spec.lock not in encoders:
+        raise ConfigError(f"align.lock={spec.lock!r} is not a modality of this table {list(encoders)}; "
+                          "name one of them, or use 'auto' / 'none'")
+    if spec.lock not in frozen:
+        raise ConfigError(f"align.lock={spec.lock!r}: its encoder is not a frozen pretrained tower, so it has no fixed "
+                          "space to keep; lock a frozen tower's modality, or use lock='none'")
+    if not is_alignment:
+        raise ConfigError("align.lock keeps a tower's own feature width, which a fusion cannot take: "
+                          "use lock='none' beside a fusion")
+    width = encoders[spec.lock].feature_dim
+    if spec.embed_dim is not None and spec.embed_dim != width:
+        raise ConfigError(f"align.embed_dim={spec.embed_dim} but the locked modality {spec.lock!r} keeps its "
+                          f"tower's {width}-d space; leave embed_dim unset, or set lock='none'")
+    return spec.lock

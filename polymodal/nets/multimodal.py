@@ -21,7 +21,7 @@ from polymodal.data.schema import Schema
 from polymodal.fusion.base import FUSIONS
 from polymodal.heads.projection import AlignHead
 from polymodal.heads.task import HEADS
-from polymodal.nets.build import build_encoders
+from polymodal.nets.build import build_encoders, resolve_lock
 from polymodal.tokens.budget import begin_step, install_token_budget, reduce_at_boundary
 from polymodal.types import Batch, FusionOutput, Tokens
 
@@ -71,11 +71,18 @@ class MultimodalNet(nn.Module):
         self.align_head = None
         if cfg.align is not None:  # shared embedding space on each modality's own tokens
             a = cfg.align
+            lock = resolve_lock(a, self.encoders, cfg.is_alignment)
+            if lock is not None:  # frozen towers feed their own features to the head (AlignSpec.lock)
+                for m in self.names:
+                    if self.encoders[m].frozen_features:
+                        self.encoders[m].use_raw_features()
             center = [m for m in self.names
                       if a.center == "all" or (a.center == "frozen" and self.encoders[m].frozen_features)]
-            self.align_head = AlignHead(self.names, cfg.dim, a.embed_dim, a.objective.name, a.objective.options,
-                                        a.projection, weight=a.weight, uniformity_weight=a.uniformity_weight,
-                                        center=center)
+            projection = a.projection or ("linear" if lock is not None else "mlp")
+            self.align_head = AlignHead(self.names, cfg.dim, a.embed_dim or 64, a.objective.name, a.objective.options,
+                                        projection, weight=a.weight, uniformity_weight=a.uniformity_weight,
+                                        center=center, widths={m: self.encoders[m].dim for m in self.names},
+                                        lock=lock)
         install_token_budget(self, cfg.tokens)  # token budget (tokens/budget.py); 1.0: no-op
 
     @property

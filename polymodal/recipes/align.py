@@ -22,7 +22,7 @@ from polymodal.train.distributed import check_strategy, is_rank_zero
 
 # what makes an alignment run: no fusion and no task head; larger contrastive batches, less patience
 DEFAULTS = {"fusion": None, "align": {"objective": "clip"}, "batch_size": 128, "patience": 5}
-ALIGN_FIELDS = ("objective", "embed_dim", "projection", "weight", "uniformity_weight", "center")
+ALIGN_FIELDS = ("objective", "embed_dim", "projection", "weight", "uniformity_weight", "center", "lock")
 OPTION_NAMES = {f.name for f in fields(ModelConfig)} | {f.name for f in fields(TrainConfig)} | set(ALIGN_FIELDS)
 
 
@@ -56,7 +56,7 @@ def align(
     strings named there takes its encoder's kind) work as in ``fit``. ``objective``
     (default ``clip``, or what ``preset`` / ``config`` say): ``clip`` | ``siglip`` (pairwise over >= 3 modalities)
     | ``symile`` | ``pairwise`` | ``anchor``, a name or ``{"name": ..., "options": {...}}``. The shared-space
-    fields (``embed_dim``, ``projection``, ``weight``, ``uniformity_weight``, ``center``) may be given flat; every other
+    fields (``embed_dim``, ``projection``, ``weight``, ``uniformity_weight``, ``center``, ``lock``) may be given flat; every other
     option is a ``ModelConfig`` / ``TrainConfig`` field, layered over ``preset`` and ``config`` as in ``fit``
     (the alignment defaults: no fusion, ``batch_size=128``, ``patience=5``).
 

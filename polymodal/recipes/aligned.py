@@ -34,8 +34,10 @@ class AlignedModel(Estimator):
     run_type = "align"
 
     def __repr__(self) -> str:
-        a = self.cfg.align
-        return f"AlignedModel(modalities=[{self._describe()}], objective={a.objective.name!r}, embed_dim={a.embed_dim})"
+        a, head = self.cfg.align, self.net.align_head
+        locked = f", lock={head.lock!r}" if head.lock is not None else ""
+        return (f"AlignedModel(modalities=[{self._describe()}], objective={a.objective.name!r}, "
+                f"embed_dim={head.embed_dim}{locked})")
 
     def text_prototypes(self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
         """One normalised vector per label: the mean over prompt templates of the text tower's embeddings."""

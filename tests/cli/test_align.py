@@ -111,6 +111,9 @@ def test_align_errors(exported, tmp_path):
     assert res.exit_code == 2 and "objective 'nope'" in flat(res) and "siglip" in res.stderr
     res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--use", "image,text", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown modalities ['text']" in " ".join(res.stderr.split())
+    res = runner.invoke(app, ["align", str(exported / "train.parquet"), "--use", "image,audio", "--lock", "audio",
+                              "--epochs", "1", "--out", str(tmp_path / "x")])  # the built-in audio encoder trains
+    assert res.exit_code == 2 and "not a frozen pretrained tower" in flat(res), res.output
     res = runner.invoke(app, ["search", str(tmp_path / "nothing"), "--text", "x"])
     assert res.exit_code == 2 and "not a polymodal index" in flat(res)
 

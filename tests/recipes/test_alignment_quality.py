@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import polymodal as pm
+from polymodal.config.model import ConfigError
 from polymodal.evaluate.retrieval import retrieval_metrics
 from polymodal.evaluate.scoring import embeddings
 from polymodal.heads.projection import AlignHead, BatchCenter
@@ -118,3 +119,57 @@ def test_by_default_only_frozen_pretrained_towers_are_centred(emoji_pairs, featu
     torch.testing.assert_close(reloaded.net.align_head.center["image"].running_mean,
                                frozen.net.align_head.center["image"].running_mean)  # the statistics travel with it
     assert reloaded.net.align_head.center["image"].running_mean.abs().sum() > 0
+
+
+def test_frozen_towers_align_in_the_text_towers_own_space_by_default(emoji_pairs, feature_cache, tmp_path):
+    """``AlignSpec.lock="auto"`` with two frozen towers, one text: the name vectors are MiniLM's own features,
+    centred (the same vectors whatever the images were), the image tower maps its raw 1280-d features into them
+    with one linear layer, and the run reloads to the same space."""
+    from polymodal.encoders.pretrained.base import PretrainedEncoder
+
+    rows = emoji_pairs.head(32)
+    common = dict(kinds={"name": "text"}, encoders=TOWERS, epochs=2, val_fraction=0.0, batch_size=32, progress=False)
+    m = pm.align(rows, **common)
+    head = m.net.align_head
+    assert head.lock == "name" and head.embed_dim == 384 and "embed_dim=384, lock='name'" in repr(m)
+    assert isinstance(head.proj["name"], torch.nn.Identity)
+    assert isinstance(head.proj["image"], torch.nn.Linear) and head.proj["image"].in_features == 1280
+    assert not any(p.requires_grad for p in m.net.encoders["name"].parameters())  # nothing of the text side learns
+
+    # the tower's features from a net that projects them (lock="none"): the same backbone, another path
+    plain = pm.align(rows, lock="none", **common)
+    assert plain.net.align_head.lock is None and plain.net.align_head.embed_dim == 64
+    enc = plain.net.encoders["name"]
+    assert isinstance(enc, PretrainedEncoder)
+    _, ds, _ = plain.decode(rows, labels="ignore", progress=False)
+    with torch.no_grad():
+        raw = enc.features(ds[list(range(len(ds)))].inputs["name"])[0][:, 0].double()
+    want = torch.nn.functional.normalize(raw - raw.mean(0), dim=-1)  # one batch of 32: its mean is the running mean
+    _, emb, _, _ = m.embed_arrays(rows)
+    np.testing.assert_allclose(emb["name"], want.numpy(), atol=1e-5)
+
+    m.save(tmp_path / "run")
+    _, again, _, _ = pm.load(tmp_path / "run").embed_arrays(rows)
+    np.testing.assert_allclose(again["image"], emb["image"], atol=1e-6)
+    np.testing.assert_allclose(again["name"], emb["name"], atol=1e-6)
+
+
+def test_auto_lock_leaves_other_recipes_alone(emoji_pairs, feature_cache):
+    rows = emoji_pairs.head(16)
+    common = dict(kinds={"name": "text"}, epochs=1, val_fraction=0.0, progress=False)
+    assert pm.align(rows, encoders=TOWERS, embed_dim=32, **common).net.align_head.lock is None  # a width was asked
+    built_in = {"image": "image_conv", "name": "minilm"}  # one tower trains: its space is not fixed
+    assert pm.align(rows, encoders=built_in, **common).net.align_head.lock is None
+    assert pm.align(rows, encoders={"image": "image_conv", "name": "minilm"}, lock="name",
+                    **common).net.align_head.embed_dim == 384  # asked for by name: the trainable side maps into it
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"lock": "image", "encoders": {"image": "image_conv", "name": "minilm"}}, "not a frozen pretrained tower"),
+    ({"lock": "nmae", "encoders": TOWERS}, "not a modality of this table"),
+    ({"lock": "name", "embed_dim": 32, "encoders": TOWERS}, "keeps its tower's 384-d space"),
+    ({"lock": "", "encoders": TOWERS}, "align.lock must be"),
+])
+def test_a_lock_that_cannot_hold_is_refused_before_training(emoji_pairs, feature_cache, options, words):
+    with pytest.raises(ConfigError, match=words):
+        pm.align(emoji_pairs.head(8), kinds={"name": "text"}, epochs=1, val_fraction=0.0, progress=False, **options)

@@ -251,6 +251,6 @@ def test_embed_route(av_client, av_model, av_files):
     r = av_client.post("/embed", files=upload(png=png))
     assert r.status_code == 200, r.text
     e = r.json()["embeddings"][0]
-    assert e["audio"] is None and len(e["image"]) == av_model.cfg.align.embed_dim
+    assert e["audio"] is None and len(e["image"]) == av_model.net.align_head.embed_dim == 64
     np.testing.assert_allclose(e["image"], e["fused"], atol=1e-6)  # one modality: the fused vector is its own
     np.testing.assert_allclose(e["image"], av_model.encode("image", [png])[0], atol=1e-5)

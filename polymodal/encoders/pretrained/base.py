@@ -143,6 +143,17 @@ class PretrainedEncoder(Encoder):
             # Lightning warns about modules in eval mode when training starts; a frozen backbone is, on purpose.
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
+    def use_raw_features(self) -> None:
+        if self.trainable:
+            super().use_raw_features()  # a trainable tower's features adapt: nothing to keep
+        self.proj = nn.Identity()
+        self.dim = self.feature_dim
+
+    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where (and in which dtype) the tokens go: the projection's, or the backbone's without one."""
+        ref = self.proj.weight if isinstance(self.proj, nn.Linear) else next(self.backbone.parameters())
+        return ref.device, ref.dtype
+
     # ---------------------------------------------------------------- subclass API
     def features(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         """Backbone features of every row of ``inputs``: ``x[B, N, F]`` float32 and ``mask[B, N]`` bool."""
@@ -217,7 +228,7 @@ class PretrainedEncoder(Encoder):
 
     def forward(self, inputs: dict[str, Tensor], present: Tensor) -> Tokens:
         b = int(present.shape[0])
-        device = self.proj.weight.device
+        device, dtype = self._device_dtype()
         rows = present.nonzero().flatten()
         if len(rows) == 0:  # nothing present: encode one row only to get the usual token count (N)
             with torch.no_grad():
@@ -226,7 +237,7 @@ class PretrainedEncoder(Encoder):
             return Tokens(x, torch.ones(b, feats.shape[1], dtype=torch.bool, device=device), present)
         sub = {k: v[rows] for k, v in inputs.items()}
         feats, fmask = self._encode_rows(sub)
-        feats = feats.to(device=device, dtype=self.proj.weight.dtype)
+        feats = feats.to(device=device, dtype=dtype)
         fmask = fmask.to(device)
         x = torch.zeros(b, feats.shape[1], feats.shape[2], dtype=feats.dtype, device=device)
         mask = torch.zeros(b, feats.shape[1], dtype=torch.bool, device=device)
