@@ -36,6 +36,9 @@ def pretrain(
     budget: Optional[str] = typer.Option(None, help="At most this many visible tokens per modality: image=64,audio=32"),
     alpha: Optional[float] = typer.Option(None, help="Dirichlet concentration of the visible budget split (default 1)"),
     masking: Optional[str] = typer.Option(None, help="crossmodal (MultiMAE) | permodal (each modality alone)"),
+    hide_modality: Optional[float] = typer.Option(
+        None, help="Probability a row hides one modality whole, predicted from the others (default 0)",
+    ),
     preset: Optional[str] = c.preset_option(),
     config: Optional[Path] = c.config_option(),
     sets: Optional[list[str]] = c.set_option(),
@@ -63,7 +66,8 @@ def pretrain(
     flags = c.given(fusion=fusion, encoders=c.encoder_flag(encoders), dim=dim, epochs=epochs, batch_size=batch_size,
                     lr=lr, patience=patience, val_fraction=val_fraction, seed=seed, max_minutes=c.minutes(time_limit))
     options = c.layered(flags, sets)
-    masks = c.given(mask_ratio=mask_ratio, alpha=alpha, masking=masking, budget=_budget(budget))
+    masks = c.given(mask_ratio=mask_ratio, alpha=alpha, hide_modality=hide_modality, masking=masking,
+                    budget=_budget(budget))
     if not resume:
         c.check_run_out(out, overwrite)
     c.set_threads(threads)

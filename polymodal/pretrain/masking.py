@@ -8,6 +8,11 @@ that many visible tokens of the modality). The visible tokens are a uniformly ra
 every other maskable token is a target. ``crossmodal=False`` masks each modality on its own: each keeps
 ``1 - mask_ratio`` of its tokens, and the net encodes and decodes it alone (no cross-modal targets).
 
+``hide_modality``: the probability that a row with two or more present modalities has one of them (uniformly
+chosen) hidden whole: its share is 0, the others split the budget, and all its tokens are targets predicted from
+the other modalities alone. That is what ``generate`` asks of the decoders; the Dirichlet split alone rarely asks
+it (with two modalities and ``alpha = 1``, a modality's share is below one token in few rows).
+
 The draw uses a NumPy ``Generator`` (not torch's global stream), so validation can use the same masks every epoch.
 """
 
@@ -19,7 +24,7 @@ from torch import Tensor
 
 
 def visible_counts(counts: np.ndarray, mask_ratio: float, alpha: float, caps: np.ndarray,
-                   rng: np.random.Generator, crossmodal: bool = True) -> np.ndarray:
+                   rng: np.random.Generator, crossmodal: bool = True, hide_modality: float = 0.0) -> np.ndarray:
     """``counts[B, M]`` maskable tokens per row and modality -> visible tokens ``[B, M]`` (<= counts, <= caps).
 
     A row with any maskable token keeps at least one visible token in all; crossmodal: at most the row budget.
@@ -36,6 +41,9 @@ def visible_counts(counts: np.ndarray, mask_ratio: float, alpha: float, caps: np
             continue
         budget = max(1, int(round(keep * counts[b, here].sum())))
         share = rng.dirichlet(np.full(len(here), float(alpha))) if len(here) > 1 else np.ones(1)
+        if len(here) > 1 and hide_modality > 0 and rng.random() < hide_modality:
+            share[rng.integers(len(here))] = 0.0
+            share = share / share.sum() if share.sum() > 0 else np.full(len(here), 1.0 / (len(here) - 1))
         vis = np.floor(share * budget).astype(np.int64)
         # the remainder goes to the largest fractional parts, so the shares add up to the budget
         rest = budget - int(vis.sum())
@@ -57,12 +65,12 @@ def choose(maskable: Tensor, n_visible: np.ndarray, rng: np.random.Generator) ->
 
 def sample_visible(maskable: dict[str, Tensor], mask_ratio: float, alpha: float = 1.0,
                    caps: dict[str, int] | None = None, rng: np.random.Generator | None = None,
-                   crossmodal: bool = True) -> dict[str, Tensor]:
+                   crossmodal: bool = True, hide_modality: float = 0.0) -> dict[str, Tensor]:
     """``maskable[m][B, N_m]`` (tokens that may be targets: real tokens of present samples) -> ``visible[m]``,
     a subset of them; see the module docstring. ``caps``: at most this many visible tokens per modality."""
     rng = rng if rng is not None else np.random.default_rng()
     names = list(maskable)
     counts = np.stack([maskable[m].sum(1).cpu().numpy() for m in names], 1)
     cap = np.array([int((caps or {}).get(m, 1 << 30)) for m in names], dtype=np.int64)
-    vis = visible_counts(counts, mask_ratio, alpha, cap, rng, crossmodal)
+    vis = visible_counts(counts, mask_ratio, alpha, cap, rng, crossmodal, hide_modality)
     return {m: choose(maskable[m], vis[:, i], rng) for i, m in enumerate(names)}

@@ -43,6 +43,9 @@ class PretrainSpec:
     """Fraction of each row's maskable tokens hidden (the targets); the rest is the visible budget."""
     alpha: float = 1.0
     """Dirichlet concentration splitting a row's visible budget over its present modalities (MultiMAE: 1)."""
+    hide_modality: float = 0.0
+    """Probability that a row hides one of its present modalities whole, to be predicted from the others alone
+    (``masking.py``; crossmodal masking only)."""
     budget: dict[str, int] = field(default_factory=dict)
     """At most this many visible tokens per modality and row (``--budget image=64,audio=32``)."""
     masking: str = "crossmodal"
@@ -57,6 +60,8 @@ class PretrainSpec:
             raise ConfigError(f"mask_ratio must lie strictly between 0 and 1, got {self.mask_ratio}; 0.75 is usual")
         if float(self.alpha) <= 0:
             raise ConfigError(f"alpha (the Dirichlet concentration) must be > 0, got {self.alpha}; 1.0 is MultiMAE's")
+        if not 0.0 <= float(self.hide_modality) < 1.0:
+            raise ConfigError(f"hide_modality is a probability in [0, 1), got {self.hide_modality}")
         if self.masking not in MASKINGS:
             raise ConfigError(f"masking must be one of {', '.join(MASKINGS)}, got {self.masking!r}")
         bad = {m: v for m, v in self.budget.items() if not isinstance(v, int) or v < 1}
@@ -133,7 +138,8 @@ class PretrainNet(nn.Module):
         tg, maskable = self.maskable(batch)
         s = self.spec
         if visible is None:
-            visible = sample_visible(maskable, s.mask_ratio, s.alpha, s.budget, rng, s.masking == "crossmodal")
+            visible = sample_visible(maskable, s.mask_ratio, s.alpha, s.budget, rng, s.masking == "crossmodal",
+                                     s.hide_modality)
         hidden = {m: maskable[m] & ~visible[m] for m in self.names}
         tokens = {m: self._encode(batch, m, hidden[m], visible[m], maskable[m]) for m in self.names}
         wanted = [m for m in self.names if bool(hidden[m].any()) or m in (decode or ())]

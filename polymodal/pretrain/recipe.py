@@ -39,6 +39,7 @@ def pretrain(
     out: str | Path | None = None,
     mask_ratio: float = 0.75,
     alpha: float = 1.0,
+    hide_modality: float = 0.0,
     budget: Mapping[str, int] | None = None,
     masking: str = "crossmodal",
     decoder_layers: int = 1,
@@ -59,13 +60,14 @@ def pretrain(
     Per row, ``mask_ratio`` of the tokens are hidden; the visible budget is split over the modalities the row has
     by a Dirichlet(``alpha``) draw (``budget``: at most this many visible tokens per modality), and a small
     decoder per modality predicts the hidden tokens from the encoded visible ones (``targets.py`` lists what each
-    kind predicts). ``masking="permodal"`` masks each modality on its own (no cross-modal targets: the baseline of
+    kind predicts). ``hide_modality``: the probability that a row hides one of its modalities whole, so the
+    decoders learn to predict a missing modality from the others alone (what ``generate`` asks). ``masking="permodal"`` masks each modality on its own (no cross-modal targets: the baseline of
     MultiMAE's claim). Every column is an input: leave a label out with ``ignore=["label"]``. Model and training
     options are ``fit``'s (``dim``, ``fusion`` (default ``transformer``), ``encoders``, ``epochs``, ``lr``, ...).
     """
     on_error = check_on_error(on_error)
-    spec = PretrainSpec(mask_ratio=mask_ratio, alpha=alpha, budget=dict(budget or {}), masking=masking,
-                        decoder_layers=decoder_layers)
+    spec = PretrainSpec(mask_ratio=mask_ratio, alpha=alpha, hide_modality=hide_modality, budget=dict(budget or {}),
+                        masking=masking, decoder_layers=decoder_layers)
     cfg, train_cfg = resolve(options, preset=preset, config=config)
     if cfg.fusion is None:
         raise ConfigError("pre-training needs a fusion whose tokens the decoders read: fusion='transformer'")

@@ -16,12 +16,12 @@ def test_pretrain_generate_and_probe(exported_av_digits, tmp_path):
     data = exported_av_digits(120)
     pre = tmp_path / "pre"
     res = runner.invoke(app, ["pretrain", str(data / "train.parquet"), "--out", str(pre), "--ignore", "digit",
-                              "--mask-ratio", "0.6", "--budget", "image=20", *SMALL])
+                              "--mask-ratio", "0.6", "--budget", "image=20", "--hide-modality", "0.3", *SMALL])
     assert res.exit_code == 0, res.output
     assert "best validation loss" in res.output and "image=" in res.output and "audio=" in res.output
     cfg = json.loads((pre / "config.json").read_text())
     assert cfg["run_type"] == "pretrain" and cfg["pretrain"]["mask_ratio"] == 0.6
-    assert cfg["pretrain"]["budget"] == {"image": 20}
+    assert cfg["pretrain"]["budget"] == {"image": 20} and cfg["pretrain"]["hide_modality"] == 0.3
 
     rows = pd.read_parquet(data / "test.parquet").head(3).drop(columns=["image", "digit"])
     rows["audio"] = [str(data / p) for p in rows["audio"]]  # the shared export stays untouched: absolute paths

@@ -43,6 +43,20 @@ def test_dirichlet_split_follows_alpha():
     assert one_sided > 0.7, "a small alpha gives one modality (nearly) the whole budget"
 
 
+def test_hide_modality_hides_one_whole_modality_in_that_share_of_the_rows():
+    counts = np.full((4000, 2), 100)
+    caps = np.array([1 << 30, 1 << 30])
+    base = visible_counts(counts, 0.5, 1.0, caps, np.random.default_rng(0))
+    assert (base == 0).any(1).mean() < 0.02  # the Dirichlet split alone almost never hides a modality whole
+    vis = visible_counts(counts, 0.5, 1.0, caps, np.random.default_rng(0), hide_modality=0.4)
+    hidden = vis == 0
+    assert not hidden.all(1).any()  # never both: the row keeps its budget on the other one
+    assert abs(hidden.any(1).mean() - 0.4) < 0.03 and abs(hidden[:, 0].mean() - 0.2) < 0.03  # either, equally
+    assert (vis[hidden.any(1)].sum(1) == 100).all()  # the other modality spends the whole budget
+    one = visible_counts(np.array([[0, 100]] * 50), 0.5, 1.0, caps, np.random.default_rng(0), hide_modality=0.9)
+    assert (one[:, 1] == 50).all()  # a row with one modality has nothing to predict it from: never hidden
+
+
 def test_caps_and_per_modality_masking():
     mk = _maskable()
     vis = sample_visible(mk, 0.5, 1.0, caps={"image": 3}, rng=np.random.default_rng(1))

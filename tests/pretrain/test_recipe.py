@@ -85,3 +85,5 @@ def test_pretrain_options_are_checked_before_reading(av_rows):
         pretrain(av_rows[0], mask_ratio=1.0)
     with pytest.raises(pm.PolymodalError, match="masking must be one of"):
         pretrain(av_rows[0], masking="both")
+    with pytest.raises(pm.PolymodalError, match="hide_modality is a probability"):
+        pretrain(av_rows[0], hide_modality=1.0)
