@@ -60,6 +60,11 @@ def align(
     option is a ``ModelConfig`` / ``TrainConfig`` field, layered over ``preset`` and ``config`` as in ``fit``
     (the alignment defaults: no fusion, ``batch_size=128``, ``patience=5``).
 
+    Frozen pretrained towers, one of them text, with no ``embed_dim`` given: the shared space is the text tower's
+    own (``lock="auto"``, LiT-style), and each other tower maps its raw features into it with one linear layer;
+    class names never seen in training then land where the text tower puts them. ``lock="none"`` projects every
+    modality; ``lock="<modality>"`` names the frozen tower to keep.
+
     ``max_minutes`` is the training time limit: a wall-clock cap in minutes (default None: no limit, only
     ``epochs`` and early stopping end training). When it runs out, training stops and the model keeps the best
     validation weights so far (the last weights without a validation split) (CLI ``--set max_minutes=10``).
