@@ -136,7 +136,8 @@ def zero_shot_heldout() -> dict:
     for cat in categories:
         tr, te = emoji_category_split((cat,))
         folds[cat] = one_split(tr, te, RECIPES)
-        log(f"held out {cat!r} ({len(te)} names): " + ", ".join(f"{k} {folds[cat][k]['hits']}" for k in (*RECIPES, "ridge")))
+        hits = ", ".join(f"{k} {folds[cat][k]['hits']}" for k in (*RECIPES, "ridge"))
+        log(f"held out {cat!r} ({len(te)} names): {hits}")
     total = sum(f["n_heldout"] for f in folds.values())
     hits = {k: sum(f[k]["hits"] for f in folds.values()) for k in (*RECIPES, "ridge")}
     res["leave_one_category_out"] = {

@@ -108,8 +108,9 @@ class AlignHead(nn.Module):
         self.lock = lock
         self.embed_dim = widths[lock] if lock is not None else embed_dim
         self.center = nn.ModuleDict({m: BatchCenter(widths[m]) for m in center})  # AlignSpec.center
-        self.proj = nn.ModuleDict({m: nn.Identity() if m == lock else make_projection(widths[m], self.embed_dim, projection)
-                                   for m in self.names})
+        self.proj = nn.ModuleDict({
+            m: nn.Identity() if m == lock else make_projection(widths[m], self.embed_dim, projection)
+            for m in self.names})
         self.objective = build_objective(objective, len(self.names), objective_options)
         self.weight, self.uniformity_weight = weight, uniformity_weight
 

@@ -56,9 +56,9 @@ def align(
     strings named there takes its encoder's kind) work as in ``fit``. ``objective``
     (default ``clip``, or what ``preset`` / ``config`` say): ``clip`` | ``siglip`` (pairwise over >= 3 modalities)
     | ``symile`` | ``pairwise`` | ``anchor``, a name or ``{"name": ..., "options": {...}}``. The shared-space
-    fields (``embed_dim``, ``projection``, ``weight``, ``uniformity_weight``, ``center``, ``lock``) may be given flat; every other
-    option is a ``ModelConfig`` / ``TrainConfig`` field, layered over ``preset`` and ``config`` as in ``fit``
-    (the alignment defaults: no fusion, ``batch_size=128``, ``patience=5``).
+    fields (``embed_dim``, ``projection``, ``weight``, ``uniformity_weight``, ``center``, ``lock``) may be given
+    flat; every other option is a ``ModelConfig`` / ``TrainConfig`` field, layered over ``preset`` and ``config``
+    as in ``fit`` (the alignment defaults: no fusion, ``batch_size=128``, ``patience=5``).
 
     Frozen pretrained towers, one of them text, with no ``embed_dim`` given: the shared space is the text tower's
     own (``lock="auto"``, LiT-style), and each other tower maps its raw features into it with one linear layer;
