@@ -61,8 +61,9 @@ def pretrain(
     by a Dirichlet(``alpha``) draw (``budget``: at most this many visible tokens per modality), and a small
     decoder per modality predicts the hidden tokens from the encoded visible ones (``targets.py`` lists what each
     kind predicts). ``hide_modality``: the probability that a row hides one of its modalities whole, so the
-    decoders learn to predict a missing modality from the others alone (what ``generate`` asks). ``masking="permodal"`` masks each modality on its own (no cross-modal targets: the baseline of
-    MultiMAE's claim). Every column is an input: leave a label out with ``ignore=["label"]``. Model and training
+    decoders learn to predict a missing modality from the others alone (what ``generate`` asks).
+    ``masking="permodal"`` masks each modality on its own (no cross-modal targets: the baseline of MultiMAE's
+    claim). Every column is an input: leave a label out with ``ignore=["label"]``. Model and training
     options are ``fit``'s (``dim``, ``fusion`` (default ``transformer``), ``encoders``, ``epochs``, ``lr``, ...).
     """
     on_error = check_on_error(on_error)
