@@ -42,8 +42,11 @@ def visible_counts(counts: np.ndarray, mask_ratio: float, alpha: float, caps: np
         budget = max(1, int(round(keep * counts[b, here].sum())))
         share = rng.dirichlet(np.full(len(here), float(alpha))) if len(here) > 1 else np.ones(1)
         if len(here) > 1 and hide_modality > 0 and rng.random() < hide_modality:
-            share[rng.integers(len(here))] = 0.0
-            share = share / share.sum() if share.sum() > 0 else np.full(len(here), 1.0 / (len(here) - 1))
+            hidden = rng.integers(len(here))
+            if share.sum() - share[hidden] <= 0:  # the draw gave the hidden one everything: the others split evenly
+                share = np.ones(len(here))
+            share[hidden] = 0.0
+            share = share / share.sum()
         vis = np.floor(share * budget).astype(np.int64)
         # the remainder goes to the largest fractional parts, so the shares add up to the budget
         rest = budget - int(vis.sum())

@@ -53,6 +53,9 @@ def test_hide_modality_hides_one_whole_modality_in_that_share_of_the_rows():
     assert not hidden.all(1).any()  # never both: the row keeps its budget on the other one
     assert abs(hidden.any(1).mean() - 0.4) < 0.03 and abs(hidden[:, 0].mean() - 0.2) < 0.03  # either, equally
     assert (vis[hidden.any(1)].sum(1) == 100).all()  # the other modality spends the whole budget
+    # alpha this small puts the whole draw on one modality; when that is the hidden one, the rest still splits
+    peaked = visible_counts(np.full((400, 2), 200), 0.5, 1e-3, caps, np.random.default_rng(0), hide_modality=0.9)
+    assert (peaked.sum(1) == 200).all() and (peaked == 0).any(1).all()
     one = visible_counts(np.array([[0, 100]] * 50), 0.5, 1.0, caps, np.random.default_rng(0), hide_modality=0.9)
     assert (one[:, 1] == 50).all()  # a row with one modality has nothing to predict it from: never hidden
 
