@@ -75,6 +75,25 @@ def loo_centroid(x: np.ndarray, y: np.ndarray) -> float:
     return hits / len(x)
 
 
+def images_from_audio(pre: PretrainedModel, clf, test) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every test image predicted from its audio alone: (predicted [N, H, W] in [0, 1], real, readings). The
+    readings: ``clf`` (trained on real images) on the predictions as they are; on each prediction contrast-matched
+    first (the predictions are smooth and low in contrast, MSE's conditional mean of noisy, occluded images, which
+    a classifier of noisy real images reads as "1", little ink: each predicted image's mean / std of pixel values is
+    matched to the real test images'); and leave-one-out nearest class centroid among the predictions."""
+    _, preds, _, _ = pre.predict_modality(test.drop(columns=["image"]), "image")
+    target = pre.net.targets["image"]
+    fake = np.stack([target.decode(p)[..., 0] for p in preds])
+    _, real_ds, _ = pre.decode(test)
+    real = real_ds.arrays["image"]["pixels"][:, 0].numpy()
+    z = (fake - fake.mean((1, 2), keepdims=True)) / (fake.std((1, 2), keepdims=True) + 1e-6)
+    matched = np.clip(z * real.std() + real.mean(), 0, 1)
+    base = test.drop(columns=["audio"])
+    return fake, real, {"recon_digit_acc": accuracy(clf, base.assign(image=list(fake))),
+                        "contrast_matched": accuracy(clf, base.assign(image=list(matched))),
+                        "loo_centroid": loo_centroid(fake.reshape(len(fake), -1), test["digit"].to_numpy())}
+
+
 def recon_grid(real: np.ndarray, fake: np.ndarray, digits: np.ndarray, path: Path) -> None:
     """Two rows per block: real test images, then the images predicted from their audio alone; one column per
     digit 0-9 (the first test row of each digit), three blocks."""
@@ -169,22 +188,8 @@ def main() -> None:
     # images from audio alone: an image-only classifier trained on the real training images reads them
     t = time.perf_counter()
     clf = pm.fit(train[["image", "digit"]], label="digit", seed=0, **{**ft, "fusion": "late"})
-    pre = runs["crossmodal"]
-    _, preds, _, _ = pre.predict_modality(test.drop(columns=["image"]), "image")
-    target = pre.net.targets["image"]
-    fake = np.stack([target.decode(p)[..., 0] for p in preds])  # [N, H, W] in [0, 1]
-    _, real_ds, _ = pre.decode(test)
-    real = real_ds.arrays["image"]["pixels"][:, 0].numpy()
-    fake_table = test.drop(columns=["audio"]).assign(image=[f for f in fake])
-    recon_acc = accuracy(clf, fake_table)
+    fake, real, recon = images_from_audio(runs["crossmodal"], clf, test)
     real_acc = accuracy(clf, test.drop(columns=["audio"]))
-    # the predictions are smooth and low in contrast (MSE's conditional mean of noisy, occluded images), which the
-    # classifier of noisy real images reads as "1" (little ink): a second reading matches each predicted image's
-    # mean / std of pixel values to the real test images' before classifying
-    z = (fake - fake.mean((1, 2), keepdims=True)) / (fake.std((1, 2), keepdims=True) + 1e-6)
-    matched = np.clip(z * real.std() + real.mean(), 0, 1)
-    recon_matched_acc = accuracy(clf, test.drop(columns=["audio"]).assign(image=[f for f in matched]))
-    recon_centroid = loo_centroid(fake.reshape(len(fake), -1), test["digit"].to_numpy())
     counts = np.bincount(test["digit"].to_numpy(), minlength=10)
     chance = float(counts.max() / counts.sum())
     grid_path = ROOT / "docs" / "img" / "pretrain_recon.png"
@@ -211,11 +216,11 @@ def main() -> None:
         "mlp_probe_gain_std": mlp_std,
         "crossmodal_vs_permodal_points": cross,
         "crossmodal_vs_permodal_std": cross_std,
-        "recon_digit_acc": round(recon_acc, 4),
+        "recon_digit_acc": round(recon["recon_digit_acc"], 4),
         "recon_chance": round(chance, 4),
         "recon_classifier_acc_on_real_images": round(real_acc, 4),
-        "recon_digit_acc_contrast_matched": round(recon_matched_acc, 4),
-        "recon_loo_centroid_acc": round(recon_centroid, 4),
+        "recon_digit_acc_contrast_matched": round(recon["contrast_matched"], 4),
+        "recon_loo_centroid_acc": round(recon["loo_centroid"], 4),
         "accuracy_mean": {k: mean(k) for k in per_seed[0] if k not in ("seed", "n_labelled", "seconds")},
         "per_seed": per_seed,
         "pretrain": {m: {"final_epoch": r.info["training"]["history"][-1] if r.info["training"]["history"] else None,

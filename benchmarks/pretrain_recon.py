@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from _common import emit, setup
-from pretrain import NET, accuracy, loo_centroid
+from pretrain import NET, accuracy, images_from_audio
 
 import numpy as np
 
@@ -28,20 +28,6 @@ VARIANTS = {
     "hide_0.5_dim64_2layers_30ep": {"hide_modality": 0.5, "epochs": 30,
                                     "net": {"dim": 64, "fusion": {"name": "transformer", "options": {"layers": 2}}}},
 }
-
-
-def readings(pre, clf, test) -> dict:
-    _, preds, _, _ = pre.predict_modality(test.drop(columns=["image"]), "image")
-    target = pre.net.targets["image"]
-    fake = np.stack([target.decode(p)[..., 0] for p in preds])
-    _, real_ds, _ = pre.decode(test)
-    real = real_ds.arrays["image"]["pixels"][:, 0].numpy()
-    z = (fake - fake.mean((1, 2), keepdims=True)) / (fake.std((1, 2), keepdims=True) + 1e-6)
-    matched = np.clip(z * real.std() + real.mean(), 0, 1)
-    base = test.drop(columns=["audio"])
-    return {"recon_digit_acc": accuracy(clf, base.assign(image=list(fake))),
-            "contrast_matched": accuracy(clf, base.assign(image=list(matched))),
-            "loo_centroid": loo_centroid(fake.reshape(len(fake), -1), test["digit"].to_numpy())}
 
 
 def main() -> None:
@@ -67,7 +53,7 @@ def main() -> None:
         pre = pretrain(train.drop(columns=["digit"]), out=work / name, masking="crossmodal", mask_ratio=0.75,
                        epochs=epochs, patience=epochs, batch_size=64, seed=0, **kw, **net)
         last = pre.info["training"]["history"][-1]
-        out["variants"][name] = {**readings(pre, clf, test), "options": {**VARIANTS[name]},
+        out["variants"][name] = {**images_from_audio(pre, clf, test)[2], "options": {**VARIANTS[name]},
                                  "val_loss_image": last.get("val_loss_image"),
                                  "train_loss_image": last.get("train_loss_image"),
                                  "pretrain_s": round(time.perf_counter() - t, 1)}

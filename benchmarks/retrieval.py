@@ -42,15 +42,14 @@ import time
 from pathlib import Path
 
 from _common import ROOT, emit, setup
+from emoji_data import TEMPLATES, TOWERS, emoji_split
 from zero_shot_heldout import lock_on_seen_categories, zero_shot_heldout
 
 import numpy as np
 import pandas as pd
 
 SHARED = ROOT.parent / "shared" / "data"
-EMOJI = SHARED / "emoji" / "emoji_google_64.npz"
 MNIST = SHARED / "mnist"
-TEMPLATES = ["{}", "an emoji of {}", "{} emoji"]
 
 
 def log(*a) -> None:
@@ -81,14 +80,6 @@ def av_digits(epochs: int = 10) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ 2. emoji
-def emoji_split(seed: int = 0, holdout: float = 0.2):
-    z = np.load(EMOJI, allow_pickle=False)
-    df = pd.DataFrame({"image": list(z["images"]), "name": z["name"].tolist(), "category": z["category"].tolist()})
-    perm = np.random.default_rng(seed).permutation(len(df))
-    k = int(round(holdout * len(df)))
-    return df.iloc[np.sort(perm[k:])].reset_index(drop=True), df.iloc[np.sort(perm[:k])].reset_index(drop=True)
-
-
 def emoji(epochs: int = 30) -> dict:
     import polymodal as pm
     from polymodal.evaluate.retrieval import retrieval_metrics
@@ -276,7 +267,6 @@ def index_bench(n: int = 100_000, dim: int = 64, queries: int = 200) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ 5. SigLIP vs CLIP
-TOWERS = {"image": "efficientnet_lite0", "name": "minilm"}
 
 
 def siglip_vs_clip_emoji(epochs: int = 30) -> dict:

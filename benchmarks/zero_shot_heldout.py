@@ -23,10 +23,8 @@ import time
 
 import numpy as np
 import pandas as pd
-from _common import ROOT
+from emoji_data import TEMPLATES, TOWERS, emoji_frame, emoji_split
 
-EMOJI = ROOT.parent / "shared" / "data" / "emoji" / "emoji_google_64.npz"
-TOWERS = {"image": "efficientnet_lite0", "name": "minilm"}
 HELDOUT_CATEGORIES = ("Activities", "Animals & Nature", "Food & Drink")
 RIDGE_LAMBDAS = tuple(float(10.0 ** k) for k in np.arange(-3.0, 3.01, 0.5))
 RECIPES = {"align": {}, "align_two_sided": {"lock": "none"}}
@@ -34,11 +32,6 @@ RECIPES = {"align": {}, "align_two_sided": {"lock": "none"}}
 
 def log(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
-
-
-def emoji_frame() -> pd.DataFrame:
-    z = np.load(EMOJI, allow_pickle=False)
-    return pd.DataFrame({"image": list(z["images"]), "name": z["name"].tolist(), "category": z["category"].tolist()})
 
 
 def emoji_category_split(held: tuple[str, ...] = HELDOUT_CATEGORIES) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -159,10 +152,7 @@ def lock_on_seen_categories() -> dict:
     import polymodal as pm
     from polymodal.evaluate.retrieval import retrieval_metrics
 
-    df = emoji_frame()
-    perm = np.random.default_rng(0).permutation(len(df))  # retrieval.emoji_split(seed=0)
-    k = int(round(0.2 * len(df)))
-    train, test = df.iloc[np.sort(perm[k:])].reset_index(drop=True), df.iloc[np.sort(perm[:k])].reset_index(drop=True)
+    train, test = emoji_split()
     cats = sorted(train.category.unique())
     out: dict = {"n_train": len(train), "n_heldout": len(test)}
     for key, options in RECIPES.items():
@@ -170,7 +160,7 @@ def lock_on_seen_categories() -> dict:
         m = pm.align(train.drop(columns=["category"]), kinds={"name": "text"}, encoders=TOWERS, progress=False,
                      seed=0, **options)
         _, emb, _, _ = m.embed_arrays(test)
-        zs = m.zero_shot(test.drop(columns=["name"]), cats, templates=["{}", "an emoji of {}", "{} emoji"])
+        zs = m.zero_shot(test.drop(columns=["name"]), cats, templates=TEMPLATES)
         out[key] = {"image_to_name": retrieval_metrics(emb["image"], emb["name"])["instance"],
                     "zero_shot_category_acc": float((zs.prediction == test.category).mean()),
                     "best_epoch": m.info["training"]["best_epoch"], "recipe": recipe(m),
