@@ -21,8 +21,9 @@ from polymodal.cli import common as c
 @c.guarded
 def fit(
     train: Path = typer.Argument(..., help="Table with the modality columns, a prompt and an answer column"),
-    encoders: Path = typer.Option(..., "--encoders", help="Run folder of a fitted model whose encoders read the "
-                                                          "table's modalities (`polymodal fit --out`); kept frozen"),
+    encoders: Optional[Path] = typer.Option(None, "--encoders", help="Run folder of a fitted model whose encoders "
+                                                                     "read the table's modalities (`polymodal fit "
+                                                                     "--out`); kept frozen"),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (connector weights, LM source)"),
     prompt: Optional[str] = typer.Option(None, help="Prompt column (default question)"),
     answer: Optional[str] = typer.Option(None, help="Answer column (default answer)"),
@@ -32,6 +33,9 @@ def fit(
                                                        "pool_linear"),
     system: Optional[str] = typer.Option(None, help="System turn of the chat template (default 'Answer in one word.')"),
     modality_dropout: Optional[float] = typer.Option(None, help="Chance of hiding each modality in training (0)"),
+    init: Optional[Path] = typer.Option(None, "--init", help="A connector-only `lm fit` run to start from (its "
+                                                             "encoders, LM and connectors): stage 2 with --lora"),
+    lora: bool = typer.Option(False, "--lora", help="Stage 2: LoRA adapters on the LM's q/v projections (peft)"),
     epochs: Optional[int] = typer.Option(None, help="(default 3)"),
     batch_size: Optional[int] = typer.Option(None, help="(default 16)"),
     lr: Optional[float] = typer.Option(None, help="(default 0.001)"),
@@ -41,6 +45,8 @@ def fit(
 ) -> None:
     """Stage 1: train connectors from frozen encoders into a frozen causal LM, loss on the answer tokens only."""
     c.check_run_out(out, overwrite)
+    if encoders is None and init is None:
+        c.fail("give --encoders (a fitted model's run folder) or --init (an `lm fit` run to continue)")
     c.set_threads(threads)
     from polymodal.lm import fit_lm
     from polymodal.lm.source import PACKAGED
@@ -53,9 +59,10 @@ def fit(
         c.fail(f"--lm {lm!r} is neither a packaged LM ({', '.join(PACKAGED)}) nor a folder")
     options = c.given(prompt=prompt, answer=answer, lm=lm, connector=connector, system=system,
                       modality_dropout=modality_dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-                      max_minutes=c.minutes(time_limit))
+                      max_minutes=c.minutes(time_limit), encoders=str(encoders) if encoders else None,
+                      init=str(init) if init else None, lora=True if lora else None)
     with c.training():
-        model = fit_lm(str(train), encoders=str(encoders), out=out, **options)
+        model = fit_lm(str(train), out=out, **options)
     hist = model.info["training"]
     c.done("saved", f"{out} ({model!r}; best val_loss {hist.get('best_val_loss')})")
     c.stop_if_interrupted(hist, out)

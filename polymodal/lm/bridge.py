@@ -8,17 +8,26 @@ directly (``fit_lm`` encodes each training row once).
 
 from __future__ import annotations
 
+import inspect
+from functools import cache
+
 import torch
 from torch import Tensor, nn
 
 from polymodal.lm.budget import LMBudget, reduce_tokens
 from polymodal.lm.connectors import CONNECTORS
-from polymodal.lm.sequence import ChatLayout, Packed, pack, shift_loss
+from polymodal.lm.sequence import IGNORE, ChatLayout, Packed, pack, shift_loss
 from polymodal.lm.source import LoadedLM
 from polymodal.nets.multimodal import MultimodalNet
 from polymodal.registry import Component
 from polymodal.tokens.budget import reduce_at_boundary
 from polymodal.types import Batch, Tokens
+
+
+@cache
+def _keeps_logits(cls: type) -> bool:
+    """Whether the LM's forward takes ``logits_to_keep`` (transformers' Llama, GPT-2 and most causal LMs do)."""
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 class Bridge(nn.Module):
@@ -111,9 +120,14 @@ class MultimodalLM(nn.Module):
     def loss(self, tokens: dict[str, Tokens], prompts: list[list[int]], answers: list[list[int]]) -> Tensor:
         """Next-token cross-entropy on the answer tokens only (teacher forcing)."""
         p = self.packed(tokens, prompts, answers)
-        out = self.lm.model(inputs_embeds=p.embeds, attention_mask=p.attention, position_ids=p.positions,
-                            use_cache=False)
-        return shift_loss(out.logits, p.labels)
+        model = self.lm.model
+        # rows are left-padded, so every row's answer lies in the last ``keep`` positions: the LM head (49k x 576
+        # for SmolLM2) runs there only; a training step of 16 rows took 1.65 s instead of 2.7 s (2 cores)
+        keep = int((p.labels != IGNORE).sum(1).max()) + 1
+        extra = {"logits_to_keep": keep} if _keeps_logits(type(model)) else {}
+        out = model(inputs_embeds=p.embeds, attention_mask=p.attention, position_ids=p.positions, use_cache=False,
+                    **extra)
+        return shift_loss(out.logits, p.labels[:, p.labels.shape[1] - out.logits.shape[1]:])
 
 
 __all__ = ["Bridge", "MultimodalLM", "Saved", "Trainable"]

@@ -47,14 +47,30 @@ def _encoders(encoders: Any) -> Model:
                          "encoders read the table's modalities; they are frozen and feed the connectors")
 
 
+def _init_run(init: Any):
+    """The ``LanguageModel`` whose connectors a new training starts from (a run or its folder), or None."""
+    if init is None:
+        return None
+    from polymodal.lm.model import LanguageModel, load_lm_run
+
+    model = load_lm_run(init) if isinstance(init, (str, Path)) else init
+    if not isinstance(model, LanguageModel):
+        raise PolymodalError(f"init= must be a trained LM run (fit_lm(...) or its folder), got {type(init).__name__}")
+    if model.lora is not None:
+        raise PolymodalError("init= holds LoRA adapters already; continuing them is not supported: start stage 2 "
+                             "from a connector-only run (fit_lm(..., lora=None))")
+    return model
+
+
 def fit_lm(
     train: Any,
     prompt: str = "question",
     answer: str = "answer",
     *,
     encoders: Any = None,
-    lm: Any = "smollm2-135m",
-    connector: str | dict[str, Any] = "mlp",
+    lm: Any = None,
+    connector: str | dict[str, Any] | None = None,
+    init: Any = None,
     system: str | None = DEFAULT_SYSTEM,
     validation: Any = None,
     modality_dropout: float = 0.0,
@@ -80,10 +96,29 @@ def fit_lm(
     present modality of a training row. ``budget``: fewer modality tokens before the LM (``LMBudget``).
     ``lora``: stage 2, LoRA adapters on the LM trained with the connectors (``True`` or options ``r``, ``alpha``,
     ``dropout``, ``targets``; ``peft``); the LM is copied first, the one passed in stays untouched.
+    ``init``: a connector-only run (``LanguageModel`` or its folder) to start from, as LLaVA's stage 2 starts
+    from stage 1: its encoders, LM, connector, markers, system turn and token budget, unless given here
+    (``fit_lm(qa, init=stage1, lora=True)``).
     """
     check_out(out)
     t0 = time.perf_counter()
+    start = _init_run(init)
+    if start is not None:
+        clash = []
+        if connector is not None and Component.of(connector).to_dict() != start.options["connector"]:
+            clash.append(f"connector {start.options['connector']['name']!r}")
+        if system != DEFAULT_SYSTEM and system != start.options.get("system"):
+            clash.append(f"system {start.options.get('system')!r}")
+        if clash:
+            raise PolymodalError(f"init= was trained with {' and '.join(clash)}; its connectors fit only those: "
+                                 "leave connector= / system= out, or train from scratch without init=")
+        encoders = start.encoders if encoders is None else encoders
+        lm = start.lm if lm is None else lm
+        connector, system = start.options["connector"], start.options.get("system")
+        budget = start.budget if budget is None else budget
     enc = _encoders(encoders)
+    lm = "smollm2-135m" if lm is None else lm
+    connector = "mlp" if connector is None else connector
     loaded = lm if isinstance(lm, LoadedLM) else load_lm(lm)
     lora_opts = lora_options(lora)
     lora_mod = None
@@ -100,6 +135,12 @@ def fit_lm(
     names = present_names(enc.schema, frame)
     emb_std = float(loaded.model.get_input_embeddings().weight.std())
     bridge = Bridge(names, enc.cfg.dim, loaded.width, comp, emb_std)
+    if start is not None:
+        if start.bridge.names != names or start.lm.width != loaded.width or start.encoders.cfg.dim != enc.cfg.dim:
+            raise PolymodalError(f"init= connects {start.bridge.names} ({start.encoders.cfg.dim} wide) to an LM "
+                                 f"{start.lm.width} wide; here: {names} ({enc.cfg.dim} wide), an LM {loaded.width} "
+                                 "wide: train from scratch without init=")
+        bridge.load_state_dict(start.bridge.state_dict())
     layout = ChatLayout.of(loaded.tokenizer, system)
     mlm = MultimodalLM(enc.net, loaded, bridge, layout, budget)
 
@@ -133,7 +174,8 @@ def fit_lm(
             "trainable_params": sum(p.numel() for p in bridge.parameters()) + (
                 sum(p.numel() for p in lora_mod.parameters()) if lora_mod is not None else 0),
             "lm_params": sum(p.numel() for p in loaded.model.parameters()), "training": history,
-            "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
+            "train_config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed},
+            "init": (str(init) if isinstance(init, (str, Path)) else "a LanguageModel") if start is not None else None}
     model = LanguageModel(enc, loaded, bridge, options, info, budget, lora_mod)
     if out is not None:
         model.save(out)

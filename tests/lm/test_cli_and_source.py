@@ -39,6 +39,14 @@ def test_lm_fit_evaluate_ask(tmp_path, tiny_lm_dir, motion_encoders):
     res = runner.invoke(app, ["lm", "fit", str(train), "--encoders", str(enc), "--connector", "mlpp",
                               "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "mlp" in res.output
+    # stage 2: LoRA, starting from the stage-1 run's connectors
+    res = runner.invoke(app, ["lm", "fit", str(train), "--init", str(run), "--lora", "--epochs", "1",
+                              "--batch-size", "8", "--out", str(tmp_path / "vlm2")])
+    assert res.exit_code == 0, res.output
+    cfg2 = json.loads((tmp_path / "vlm2" / "config.json").read_text())
+    assert cfg2["lm"]["lora"]["r"] == 8 and cfg2["lm"]["connector"] == cfg["lm"]["connector"]
+    res = runner.invoke(app, ["lm", "fit", str(train), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "--encoders" in res.output and "--init" in res.output
 
 
 def test_packaged_gguf_is_found_without_importing_the_package():

@@ -9,7 +9,7 @@ from polymodal.errors import PolymodalError
 from polymodal.lm import fit_lm, load_lm_run
 from polymodal.lm.fastv import fastv_prefill, prefill_flops
 from polymodal.lm.generate import decode
-from polymodal.lm.sequence import IGNORE
+from polymodal.lm.sequence import IGNORE, shift_loss
 from polymodal.lm.tasks import motion_questions
 
 
@@ -64,6 +64,22 @@ def test_labels_cover_the_answer_only(vlm, test_rows):
     # each present modality contributes its marker + real tokens; a row without gyro has fewer modal tokens
     no_gyro = vlm.mlm.packed({"accel": tokens["accel"]}, vlm.prompt_ids(list(frame["question"])))
     assert no_gyro.modal.sum() < p.modal.sum()
+
+
+def test_loss_on_the_kept_logits_equals_the_loss_on_all_of_them(vlm, test_rows):
+    # the training loss runs the LM head on the last positions only (the answers, rows being left-padded)
+    rows = test_rows.iloc[:4].copy()
+    rows.loc[rows.index[0], "answer"] = "running and then walking"  # answers of different lengths
+    frame, tokens = vlm.features(rows)
+    prompts = vlm.prompt_ids(list(frame["question"]))
+    answers = [vlm.layout.answer_ids(vlm.lm.tokenizer, a) for a in frame["answer"]]
+    p = vlm.mlm.packed(tokens, prompts, answers)
+    with torch.no_grad():
+        full = vlm.lm.model(inputs_embeds=p.embeds, attention_mask=p.attention, position_ids=p.positions).logits
+        reference = shift_loss(full, p.labels)
+        kept = vlm.mlm.loss(tokens, prompts, answers)
+    assert len(set(len(a) for a in answers)) > 1
+    torch.testing.assert_close(kept, reference, atol=1e-5, rtol=1e-5)
 
 
 def test_training_lowers_the_answer_loss_and_run_round_trips(vlm, test_rows, tmp_path):
@@ -139,3 +155,34 @@ def test_lora_stage_2_trains_adapters_only_and_round_trips(tiny_lm, motion_encod
     vlm.save(tmp_path / "lora-run")
     again = load_lm_run(tmp_path / "lora-run")
     assert again.generate(test_rows, max_new_tokens=4) == before
+
+
+def test_stage_2_starts_from_the_stage_1_connectors(vlm, tmp_path):
+    qa = motion_questions(load_basicmotions("train"))
+    stage1 = {k: v.clone() for k, v in vlm.bridge.state_dict().items()}
+    lm_before = {k: v.clone() for k, v in vlm.lm.model.state_dict().items()}
+    # a vanishing learning rate: the connectors stay where stage 1 left them, so they must have been copied
+    still = fit_lm(qa, init=vlm, lora={"r": 4}, epochs=1, batch_size=8, lr=1e-12, progress=False)
+    assert still.options["connector"] == vlm.options["connector"] and still.budget == vlm.budget
+    assert still.encoders is vlm.encoders and still.lora is not None and still.lm.model is not vlm.lm.model
+    for k, v in still.bridge.state_dict().items():
+        torch.testing.assert_close(v, stage1[k], atol=1e-8, rtol=0)
+    moved = fit_lm(qa, init=vlm, lora={"r": 4}, epochs=1, batch_size=8, lr=3e-3, progress=False)
+    assert any(not torch.allclose(v, stage1[k]) for k, v in moved.bridge.state_dict().items())
+    # stage 1's run is untouched: its connectors and its LM (the LoRA run copies the LM)
+    assert all(torch.equal(v, stage1[k]) for k, v in vlm.bridge.state_dict().items())
+    assert all(torch.equal(v, lm_before[k]) for k, v in vlm.lm.model.state_dict().items())
+    vlm.save(tmp_path / "stage1")
+    from_folder = fit_lm(qa, init=tmp_path / "stage1", epochs=1, batch_size=8, lr=1e-12, progress=False)
+    assert from_folder.info["init"] == str(tmp_path / "stage1")
+
+
+def test_stage_2_refuses_an_init_it_cannot_continue(vlm, motion_encoders):
+    qa = motion_questions(load_basicmotions("train"))
+    with pytest.raises(PolymodalError, match="connector 'pool_linear'"):
+        fit_lm(qa, init=vlm, connector="mlp", epochs=1, progress=False)
+    with pytest.raises(PolymodalError, match="must be a trained LM run"):
+        fit_lm(qa, init=motion_encoders, epochs=1, progress=False)
+    with_lora = fit_lm(qa, init=vlm, lora={"r": 2}, epochs=1, batch_size=8, lr=1e-12, progress=False)
+    with pytest.raises(PolymodalError, match="LoRA adapters already"):
+        fit_lm(qa, init=with_lora, epochs=1, progress=False)
