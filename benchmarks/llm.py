@@ -5,7 +5,7 @@
    the classifier baselines (``classifier_acc.written`` / ``spoken``) on the same rows; ``same_rule`` = "same if
    the two unimodal classifiers' predicted digits agree" on the "same digit?" test pairs.
 2. Stage 1: ``fit_lm`` trains the ``mlp`` connectors (+ markers) with the LM frozen, on written / spoken / same
-   questions (training templates) with modality dropout; exact match on held-out templates and test rows.
+   questions (training templates), no modality dropout; exact match on held-out templates and test rows.
    ``same_text_oracle``: the frozen LM asked "same?" with both true digits written out as words, i.e. what a
    perfect connector could hand it.
 3. Checks: cached == uncached tokens, a row alone == in a padded batch, and with no modality tokens the connector
@@ -89,8 +89,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT, help=f"JSON to write (default {OUT.name} in results/)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    # encoders + peer classifiers on n_train rows; the LM's questions on the first n_lm of them (LM passes cost
-    # ~0.15 s per question on 2 cores, so fewer rows than the encoders see); n_test official test rows
+    # encoders + peer classifiers on n_train rows; the LM's questions on the first n_lm of them (all of them by
+    # default: the classifiers' own rows); n_test official test rows
     # results/llm_n600.json: --lm-rows 600 --epochs 5 (val loss still falling in epoch 5: 0.165 -> 0.150)
     n_train, n_lm, n_test, epochs, minutes = ((200, 200, 30, 1, 5) if args.quick
                                               else (1200, args.lm_rows, 300, args.epochs, 30))
