@@ -329,7 +329,8 @@ def headline(res: dict) -> dict:
         zh, loco = res["zero_shot_heldout"], res["zero_shot_heldout"]["leave_one_category_out"]
         flat.update(zero_shot_heldout_top1=zh["align"]["top1"], ridge_heldout_top1=zh["ridge"]["top1"],
                     zero_shot_loco_top1=loco["top1"]["align"], ridge_loco_top1=loco["top1"]["ridge"],
-                    zero_shot_loco_over_ridge=loco["align_over_ridge"])
+                    zero_shot_loco_over_ridge=loco["align_over_ridge"],
+                    zero_shot_loco_over_ridge_csls=loco.get("align_over_ridge_csls"))
     return flat
 
 
