@@ -6,7 +6,8 @@
    the two unimodal classifiers' predicted digits agree" on the "same digit?" test pairs.
 2. Stage 1: ``fit_lm`` trains the ``mlp`` connectors (+ markers) with the LM frozen, on written / spoken / same
    questions (training templates; each training row asks "same?" twice, in two independent draws of which rows
-   hear another row's clip: the same rows re-paired, ``--same-pairings``), no modality dropout; exact match on held-out templates and test rows.
+   hear another row's clip: the same rows re-paired, ``--same-pairings``), no modality dropout; exact match on
+   held-out templates and test rows.
    ``same_text_oracle``: the frozen LM asked "same?" with both true digits written out as words, i.e. what a
    perfect connector could hand it.
 3. Checks: cached == uncached tokens, a row alone == in a padded batch, and with no modality tokens the connector
@@ -89,7 +90,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="stage-1 epochs (capped at 30 minutes)")
     ap.add_argument("--same-pairings", type=int, default=2,
                     help="'same digit?' questions per training row, each with its own draw of a mismatched audio "
-                         "partner (the same rows re-paired; default 2: with 1, same 0.613 in results/llm_pairings1.json)")
+                         "partner (the same rows re-paired; default 2: with 1, same 0.613 in "
+                         "results/llm_pairings1.json)")
     ap.add_argument("--out", type=Path, default=OUT, help=f"JSON to write (default {OUT.name} in results/)")
     args = ap.parse_args()
     torch.set_num_threads(2)

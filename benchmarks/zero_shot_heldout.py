@@ -16,8 +16,8 @@ categories (each category in turn held out, every one of the 1911 emoji a test q
 has five times as many queries: one split's hits are few (8-20 of 375), so its ratio moves by +-0.5 between seeds.
 
 A hubness check on the leave-one-category-out folds (``hits_csls``): CSLS re-scoring of both sides' similarities.
-It is not part of any recipe; it asks whether the gap to ridge is a hubness artefact (a dev run: CSLS lifted ridge
-45 -> 52 hits and align 63 -> 65, so it narrows the gap rather than widening it).
+It is not part of any recipe; it asks whether the gap to ridge is a hubness artefact (results/retrieval.json: CSLS
+lifts ridge 49 -> 52 hits and align 62 -> 65, so it narrows the gap rather than widening it).
 """
 
 from __future__ import annotations
@@ -62,22 +62,24 @@ def backbone_features(model, frame: pd.DataFrame, modality: str) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def cosine(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """The cosine similarity of every query to every gallery row, ``[n_queries, n_gallery]``."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    return q @ (gallery / np.linalg.norm(gallery, axis=1, keepdims=True)).T
+
+
 def hits_at(queries: np.ndarray, gallery: np.ndarray, k: int = 1) -> int:
     """How many queries have their own row of ``gallery`` among their k most cosine-similar rows."""
     from polymodal.evaluate.retrieval import ranks
 
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
-    return int((ranks(q @ g.T) <= k).sum())
+    return int((ranks(cosine(queries, gallery)) <= k).sum())
 
 
 def csls_hits(queries: np.ndarray, gallery: np.ndarray, k: int = CSLS_K) -> int:
     """Top-1 hits after the CSLS hubness correction (Lample et al. 2018, "Word translation without parallel data"):
     score(q, g) = 2 cos(q, g) - r(g), r(g) the mean cosine of g to its k nearest queries, so that names near every
     image (hubs) stop winning every query. A check, not part of the recipe: it is applied to both sides."""
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
-    s = q @ g.T
+    s = cosine(queries, gallery)
     k = min(k, len(s) - 1)
     r = np.sort(s, axis=0)[-k:].mean(0)
     return int(((2 * s - r[None, :]).argmax(1) == np.arange(len(s))).sum())
