@@ -20,8 +20,8 @@
    exact match again (``lora.exact_match``).
 
 ``python benchmarks/llm.py [--quick]`` writes ``benchmarks/results/llm.json`` (about 45 min on 2 idle cores; --quick
-about 4). Times are comparable only within one run (``load_avg_1min`` records other jobs); the run uses 2 torch
-threads and caps each training (``max_minutes``).
+about 5: 299 s on 2026-12-03). Times are comparable only within one run (``load_avg_1min`` records other jobs);
+the run uses 2 torch threads and caps each training (``max_minutes``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def same_text_oracle(lm, test: pd.DataFrame, seed: int = 2) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer rows, one epoch (about 10 minutes)")
+    ap.add_argument("--quick", action="store_true", help="fewer rows, one epoch (about 5 minutes on 2 idle cores)")
     ap.add_argument("--lm-rows", type=int, default=1200,
                     help="training rows the LM's questions come from (default: all the classifiers' rows)")
     ap.add_argument("--epochs", type=int, default=3, help="stage-1 epochs (capped at 30 minutes)")
