@@ -80,29 +80,27 @@ def loo_centroid(x: np.ndarray, y: np.ndarray) -> float:
     return hits / len(x)
 
 
-def real_pixels(pre: PretrainedModel, frame) -> np.ndarray:
-    """The frame's images as the run decodes them, ``[N, H, W]`` in [0, 1]."""
-    _, ds, _ = pre.decode(frame)
+def real_pixels(ds) -> np.ndarray:
+    """The images of a decoded dataset (``pre.decode(frame)[1]``), ``[N, H, W]`` in [0, 1]."""
     return ds.arrays["image"]["pixels"][:, 0].numpy()
 
 
-def class_mean_images(pre: PretrainedModel, train) -> np.ndarray:
+def class_mean_images(pixels: np.ndarray, digits: np.ndarray) -> np.ndarray:
     """The mean real training image of each digit, ``[10, H, W]``: MSE's best prediction from a clip of that digit."""
-    x, y = real_pixels(pre, train), train["digit"].to_numpy()
-    return np.stack([x[y == d].mean(0) for d in range(10)])
+    return np.stack([pixels[digits == d].mean(0) for d in range(10)])
 
 
-def image_readers(pre: PretrainedModel, train, ft: dict) -> dict:
+def image_readers(pixels: np.ndarray, train, ft: dict) -> dict:
     """Two classifiers trained on the real (degraded) training images, each ``images [N, H, W] -> digits``:
     ``linear`` (logistic regression on the pixels, scikit-learn) and ``cnn`` (polymodal's image-only ``late``
     model, ``image_conv``). A reader of predicted images must read a perfect prediction: MSE's best prediction
     from a clip that says "3" is the mean of the training images of 3s, so ``read_images`` also reads the 10
-    class-mean images (the CNN, trained on noisy strokes, reads them all as one digit)."""
+    class-mean images (the CNN, trained on noisy strokes, reads them all as one digit). ``pixels``: ``train``'s
+    images as decoded (``real_pixels``)."""
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
 
-    x = real_pixels(pre, train)
-    linear = LogisticRegression(C=0.1, max_iter=2000).fit(x.reshape(len(x), -1), train["digit"].to_numpy())
+    linear = LogisticRegression(C=0.1, max_iter=2000).fit(pixels.reshape(len(pixels), -1), train["digit"].to_numpy())
     cnn = pm.fit(train[["image", "digit"]], label="digit", seed=0, **{**ft, "fusion": "late"})
     return {"linear": lambda imgs: linear.predict(imgs.reshape(len(imgs), -1)),
             "cnn": lambda imgs: cnn.predict(pd.DataFrame({"image": list(imgs.astype(np.float32))}),
@@ -124,17 +122,17 @@ def read_images(readers: dict, fake: np.ndarray, real: np.ndarray, digits: np.nd
     return out
 
 
-def images_from_audio(pre: PretrainedModel, test) -> tuple[np.ndarray, np.ndarray]:
-    """Every test image predicted from its audio alone: (predicted ``[N, H, W]`` in [0, 1], real)."""
+def images_from_audio(pre: PretrainedModel, test) -> np.ndarray:
+    """Every test image predicted from its audio alone, ``[N, H, W]`` in [0, 1]."""
     _, preds, _, _ = pre.predict_modality(test.drop(columns=["image"]), "image")
     target = pre.net.targets["image"]
-    return np.stack([target.decode(p)[..., 0] for p in preds]), real_pixels(pre, test)
+    return np.stack([target.decode(p)[..., 0] for p in preds])
 
 
-def audio_summary(pre: PretrainedModel, frame, segments: int = 6) -> np.ndarray:
-    """Per clip, the run's own normalised log-mel (its audio target) averaged over ``segments`` equal stretches of
-    the clip's real frames, and its std per band over the clip: ``[N, (segments + 1) * n_mels]``."""
-    _, ds, _ = pre.decode(frame)
+def audio_summary(pre: PretrainedModel, ds, segments: int = 6) -> np.ndarray:
+    """Per clip of a decoded dataset, the run's own normalised log-mel (its audio target) averaged over
+    ``segments`` equal stretches of the clip's real frames, and its std per band over the clip:
+    ``[N, (segments + 1) * n_mels]``."""
     target = pre.net.targets["audio"]
     a = ds.arrays["audio"]
     rows = []
@@ -148,14 +146,14 @@ def audio_summary(pre: PretrainedModel, frame, segments: int = 6) -> np.ndarray:
     return np.stack(rows)
 
 
-def ridge_images_from_audio(pre: PretrainedModel, train, test, lam: float = 100.0) -> np.ndarray:
+def ridge_images_from_audio(pre: PretrainedModel, train_ds, test_ds, lam: float = 100.0) -> np.ndarray:
     """A training-free peer: ridge regression from each clip's log-mel summary (``audio_summary``, standardised)
-    to the pixels of its image, fit on the training pairs (no labels), applied to the test clips."""
+    to the pixels of its image, fit on the decoded training pairs (no labels), applied to the test clips."""
     from sklearn.linear_model import Ridge
 
-    xa, ta = audio_summary(pre, train), audio_summary(pre, test)
+    xa, ta = audio_summary(pre, train_ds), audio_summary(pre, test_ds)
     mu, sd = xa.mean(0), xa.std(0) + 1e-6
-    y = real_pixels(pre, train)
+    y = real_pixels(train_ds)
     ridge = Ridge(alpha=lam).fit((xa - mu) / sd, y.reshape(len(y), -1))
     return np.clip(ridge.predict((ta - mu) / sd), 0, 1).reshape(len(ta), *y.shape[1:]).astype(np.float32)
 
@@ -253,12 +251,14 @@ def main() -> None:
 
     # images from audio alone, read by classifiers trained on the real training images; the ridge peer beside
     t = time.perf_counter()
-    digits = test["digit"].to_numpy()
-    readers = image_readers(runs["crossmodal"], train, ft)
-    class_means = class_mean_images(runs["crossmodal"], train)
-    fake, real = images_from_audio(runs["crossmodal"], test)
+    pre, digits = runs["crossmodal"], test["digit"].to_numpy()
+    (_, train_ds, _), (_, test_ds, _) = pre.decode(train), pre.decode(test)  # each frame decoded once
+    train_pixels, real = real_pixels(train_ds), real_pixels(test_ds)
+    readers = image_readers(train_pixels, train, ft)
+    class_means = class_mean_images(train_pixels, train["digit"].to_numpy())
+    fake = images_from_audio(pre, test)
     recon = read_images(readers, fake, real, digits, class_means)
-    ridge_fake = ridge_images_from_audio(runs["crossmodal"], train, test)
+    ridge_fake = ridge_images_from_audio(pre, train_ds, test_ds)
     ridge_read = read_images(readers, ridge_fake, real, digits, class_means)
     counts = np.bincount(digits, minlength=10)
     chance = float(counts.max() / counts.sum())
@@ -293,7 +293,7 @@ def main() -> None:
         "recon_reader_acc_on_class_means": round(recon["linear"]["class_means"], 4),
         "recon_loo_centroid_acc": round(loo_centroid(fake.reshape(len(fake), -1), digits), 4),
         "recon_ridge_digit_acc": round(ridge_read["linear"]["predicted"], 4),
-        "recon_ridge_loo_centroid_acc": round(loo_centroid(ridge_fake.reshape(len(fake), -1), digits), 4),
+        "recon_ridge_loo_centroid_acc": round(loo_centroid(ridge_fake.reshape(len(ridge_fake), -1), digits), 4),
         "recon_digit_acc_cnn": round(recon["cnn"]["predicted"], 4),
         "recon_readings": {"net": recon, "ridge_peer": ridge_read},
         "accuracy_mean": {k: mean(k) for k in per_seed[0] if k not in ("seed", "n_labelled", "seconds")},

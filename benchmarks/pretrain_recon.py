@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from _common import emit, setup
-from pretrain import NET, PRE_BATCH, class_mean_images, image_readers, images_from_audio, loo_centroid, read_images
+from pretrain import (NET, PRE_BATCH, class_mean_images, image_readers, images_from_audio, loo_centroid, read_images,
+                      real_pixels)
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def main() -> None:
     t0 = time.perf_counter()
     digits = test["digit"].to_numpy()
     out: dict = {"chance": float(np.bincount(digits).max() / len(test)), "variants": {}}
-    readers = class_means = None
+    readers = class_means = real = None
     work = Path(tempfile.mkdtemp(prefix="polymodal-recon-"))
     for name in only:
         kw = dict(VARIANTS[name])
@@ -55,10 +56,11 @@ def main() -> None:
                        epochs=epochs, patience=epochs, batch_size=batch, seed=0, **kw, **net)
         pretrain_s = round(time.perf_counter() - t, 1)
         last = pre.info["training"]["history"][-1]
-        if readers is None:  # the readers decode images with a run's schema: the first run's
-            readers = image_readers(pre, train, ft)
-            class_means = class_mean_images(pre, train)
-        fake, real = images_from_audio(pre, test)
+        if readers is None:  # the real images, decoded once with a run's schema (the first run's), and their readers
+            train_pixels, real = real_pixels(pre.decode(train)[1]), real_pixels(pre.decode(test)[1])
+            readers = image_readers(train_pixels, train, ft)
+            class_means = class_mean_images(train_pixels, train["digit"].to_numpy())
+        fake = images_from_audio(pre, test)
         out["variants"][name] = {"readings": read_images(readers, fake, real, digits, class_means),
                                  "loo_centroid": loo_centroid(fake.reshape(len(fake), -1), digits),
                                  "options": {**VARIANTS[name]},

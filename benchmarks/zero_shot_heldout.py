@@ -90,6 +90,13 @@ def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
 
 
+def ridge_lambda(x: np.ndarray, t: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray) -> tuple[float, dict]:
+    """The ridge lambda with the best validation top-1 (ties: the larger), and the top-1 of every lambda."""
+    val = {lam: hits_at(x[val_rows] @ ridge(x[fit_rows], t[fit_rows], lam), t[val_rows]) / len(val_rows)
+           for lam in RIDGE_LAMBDAS}
+    return max(RIDGE_LAMBDAS, key=lambda v: (val[v], v)), val
+
+
 def recipe(m) -> dict:
     """The recipe a run trained with, as resolved (``align``'s defaults unless the call overrode them)."""
     a, head = m.cfg.align, m.net.align_head
@@ -121,9 +128,7 @@ def one_split(train: pd.DataFrame, test: pd.DataFrame, recipes: dict) -> dict:
     # the ridge peer on the frozen features of the same pairs; lambda chosen on the validation rows align held out
     xi, xt = backbone_features(m, train, "image"), backbone_features(m, train, "name")
     fit_rows, val_rows = split_rows(len(train), m.train_cfg.val_fraction, m.train_cfg.seed)
-    val = {lam: hits_at(xi[val_rows] @ ridge(xi[fit_rows], xt[fit_rows], lam), xt[val_rows]) / len(val_rows)
-           for lam in RIDGE_LAMBDAS}
-    lam = max(RIDGE_LAMBDAS, key=lambda v: (val[v], v))  # ties: the larger lambda
+    lam, val = ridge_lambda(xi, xt, fit_rows, val_rows)
     w = ridge(xi, xt, lam)
     ti, tt = backbone_features(m, test, "image"), backbone_features(m, test, "name")
     out["ridge"] = {"hits": hits_at(ti @ w, tt, 1), "hits_top5": hits_at(ti @ w, tt, 5),

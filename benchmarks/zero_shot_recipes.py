@@ -21,7 +21,7 @@ import time
 import numpy as np
 from _common import emit, setup
 from emoji_data import TEMPLATES, TOWERS, emoji_frame
-from zero_shot_heldout import RIDGE_LAMBDAS, backbone_features, cosine, hits_at, ridge
+from zero_shot_heldout import backbone_features, cosine, hits_at, ridge, ridge_lambda
 
 SEEDS = (0, 1, 2)
 BASE = dict(batch_size=128, lr=2e-3, weight_decay=0.05, epochs=40, patience=5, tau0=0.07, learn_tau=True)
@@ -62,12 +62,6 @@ def val_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
     from polymodal.data.split import split_rows
 
     return split_rows(n, 0.1, 0)  # align's own validation split (val_fraction 0.1, seed 0)
-
-
-def ridge_lambda(x: np.ndarray, t: np.ndarray) -> float:
-    """``zero_shot_heldout.py``'s choice: the lambda with the most validation hits (ties: the larger)."""
-    fit, val = val_rows(len(x))
-    return max(RIDGE_LAMBDAS, key=lambda v: (hits_at(x[val] @ ridge(x[fit], t[fit], v), t[val]), v))
 
 
 def contrastive_map(x, t, xq, tq, seed: int, lam: float, tt=None, ttq=None, init: str = "random",
@@ -124,13 +118,23 @@ def contrastive_map(x, t, xq, tq, seed: int, lam: float, tt=None, ttq=None, init
         return cosine(w(torch.tensor(xq - mx, dtype=torch.float32)).numpy(), gallery)
 
 
-def loco_hits(x, t, tt, cats, recipe: dict, seed: int) -> tuple[int, int]:
-    """(the recipe's hits, ridge's hits) summed over the leave-one-category-out folds."""
-    total = ridge_total = 0
+def ridge_folds(x, t, cats) -> list[dict]:
+    """The leave-one-category-out folds with the ridge peer solved on each: rows, lambda, the peer's test
+    similarities and hits."""
+    folds = []
     for c in sorted(set(cats)):
         tr, te = cats != c, cats == c
-        lam = ridge_lambda(x[tr], t[tr])
-        ridge_total += hits_at(x[te] @ ridge(x[tr], t[tr], lam), t[te])
+        lam = ridge_lambda(x[tr], t[tr], *val_rows(int(tr.sum())))[0]
+        q = x[te] @ ridge(x[tr], t[tr], lam)
+        folds.append({"tr": tr, "te": te, "lam": lam, "sim": cosine(q, t[te]), "hits": hits_at(q, t[te])})
+    return folds
+
+
+def loco_hits(x, t, tt, folds: list[dict], recipe: dict, seed: int) -> int:
+    """The recipe's hits summed over the leave-one-category-out folds."""
+    total = 0
+    for f in folds:
+        tr, te, lam = f["tr"], f["te"], f["lam"]
         kw = dict(recipe)
         n, mix = kw.pop("ensemble", 1), kw.pop("mix_ridge", 0.0)
         if kw.pop("templates", False):
@@ -138,9 +142,9 @@ def loco_hits(x, t, tt, cats, recipe: dict, seed: int) -> tuple[int, int]:
         s = sum(contrastive_map(x[tr], t[tr], x[te], t[te], seed=seed * 100 + k, lam=lam, **kw)
                 for k in range(n)) / n
         if mix:
-            s = s + mix * cosine(x[te] @ ridge(x[tr], t[tr], lam), t[te])
+            s = s + mix * f["sim"]
         total += int((s.argmax(1) == np.arange(len(s))).sum())
-    return total, ridge_total
+    return total
 
 
 def main() -> None:
@@ -149,13 +153,13 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     x, t, tt = features()
-    cats = emoji_frame().category.to_numpy()
-    out: dict = {"n_queries": len(x), "base": BASE, "templates": TEMPLATES, "seeds": list(SEEDS), "recipes": {}}
+    folds = ridge_folds(x, t, emoji_frame().category.to_numpy())
+    ridge_hits = sum(f["hits"] for f in folds)
+    out: dict = {"n_queries": len(x), "base": BASE, "templates": TEMPLATES, "seeds": list(SEEDS),
+                 "ridge_hits": ridge_hits, "recipes": {}}
     for name in only:
         t1 = time.perf_counter()
-        runs = [loco_hits(x, t, tt, cats, RECIPES[name], s) for s in SEEDS]
-        hits, ridge_hits = [h for h, _ in runs], runs[0][1]
-        out["ridge_hits"] = ridge_hits
+        hits = [loco_hits(x, t, tt, folds, RECIPES[name], s) for s in SEEDS]
         out["recipes"][name] = {"options": RECIPES[name], "hits": hits, "mean": float(np.mean(hits)),
                                 "std": float(np.std(hits, ddof=1)), "over_ridge": float(np.mean(hits)) / ridge_hits,
                                 "seconds": round(time.perf_counter() - t1, 1)}
